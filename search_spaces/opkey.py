@@ -1,0 +1,95 @@
+"""The op key: the unit a latency table is keyed by.
+
+A network is a sequence of ops (stem conv, one op per block, head conv, pool, linear layers).
+Two ops with equal keys build identical modules on identical input shapes, so they cost the
+same on a device; that is what makes per-op lookup tables possible. Keys are frozen and
+hashable, and have an exact string form (:meth:`OpKey.to_str` / :meth:`OpKey.from_str`) that
+latency tables store.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+OP_OPERATORS = ("conv", "bneck", "pool", "linear")
+OP_NONLINEARITIES = ("relu", "relu6", "hswish", "swish", "none")
+OP_SE_GATES = ("hsigmoid", "sigmoid", "none")
+
+_PATTERN = re.compile(
+    r"^(?P<operator>[a-z]+)_r(?P<resolution>\d+)_i(?P<in_channels>\d+)_e(?P<expansion_channels>\d+)"
+    r"_o(?P<out_channels>\d+)_k(?P<kernel>\d+)_s(?P<stride>\d+)_se(?P<se_channels>\d+)"
+    r"(?:-(?P<se_gate>hsigmoid|sigmoid))?_(?P<nonlinearity>[a-z0-9]+)(?P<residual>_res)?$"
+)
+
+
+class OpKeyError(ValueError):
+    """An op key string or field is invalid."""
+
+
+@dataclass(frozen=True, order=True)
+class OpKey:
+    """One op at one input shape.
+
+    ``operator``: ``conv`` (regular conv + BN + nonlinearity: stems, 'conv' blocks, the head's
+    1x1 conv), ``bneck`` (inverted residual), ``pool`` (global average pool; ``kernel`` is the
+    pooled size), ``linear`` (a layer on pooled features, no BN; ``nonlinearity`` 'none' for
+    the classifier). ``resolution`` is the (square) input size; ``expansion_channels`` is 0
+    where it does not apply, ``se_gate`` is 'none' without SE.
+    """
+
+    operator: str
+    resolution: int
+    in_channels: int
+    out_channels: int
+    kernel: int
+    stride: int
+    nonlinearity: str
+    expansion_channels: int = 0
+    se_channels: int = 0
+    se_gate: str = "none"
+    residual: bool = False
+
+    def __post_init__(self) -> None:
+        if self.operator not in OP_OPERATORS:
+            raise OpKeyError(f"operator: {self.operator!r} is not one of {', '.join(OP_OPERATORS)}")
+        if self.nonlinearity not in OP_NONLINEARITIES:
+            raise OpKeyError(f"nonlinearity: {self.nonlinearity!r} is not one of {', '.join(OP_NONLINEARITIES)}")
+        if self.se_gate not in OP_SE_GATES:
+            raise OpKeyError(f"se_gate: {self.se_gate!r} is not one of {', '.join(OP_SE_GATES)}")
+        if (self.se_channels > 0) != (self.se_gate != "none"):
+            raise OpKeyError("se_gate: must be 'none' exactly when se_channels is 0")
+
+    @property
+    def out_resolution(self) -> int:
+        if self.operator in ("pool", "linear"):
+            return 1
+        return -(-self.resolution // self.stride)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """NCHW shape of the op's input at batch 1 (linear ops take N x C)."""
+        if self.operator == "linear":
+            return (1, self.in_channels)
+        return (1, self.in_channels, self.resolution, self.resolution)
+
+    def to_str(self) -> str:
+        se = f"{self.se_channels}" + (f"-{self.se_gate}" if self.se_gate != "none" else "")
+        return (f"{self.operator}_r{self.resolution}_i{self.in_channels}_e{self.expansion_channels}"
+                f"_o{self.out_channels}_k{self.kernel}_s{self.stride}_se{se}_{self.nonlinearity}"
+                + ("_res" if self.residual else ""))
+
+    __str__ = to_str
+
+    @classmethod
+    def from_str(cls, text: str) -> "OpKey":
+        match = _PATTERN.match(text.strip())
+        if not match:
+            raise OpKeyError(f"{text!r} is not an op key (expected e.g. "
+                             "'bneck_r56_i24_e72_o40_k5_s2_se24-hsigmoid_relu')")
+        g = match.groupdict()
+        return cls(
+            operator=g["operator"], resolution=int(g["resolution"]), in_channels=int(g["in_channels"]),
+            out_channels=int(g["out_channels"]), kernel=int(g["kernel"]), stride=int(g["stride"]),
+            nonlinearity=g["nonlinearity"], expansion_channels=int(g["expansion_channels"]),
+            se_channels=int(g["se_channels"]), se_gate=g["se_gate"] or "none", residual=bool(g["residual"]))
