@@ -4,10 +4,12 @@ Rows are copied from Tables 1 and 2 of "Searching for MobileNetV3" (Howard et al
 from torchvision's MobileNetV2 settings and from the MnasNet reference definitions
 (tensorflow/tpu ``mnasnet_models.py``, as timm's ``_gen_mnasnet_a1`` / ``_gen_mnasnet_small``).
 
-Width multipliers scale every channel count with :func:`make_divisible` independently (as the
-official models and torchvision do), except the head's final feature layer (V3's 1280 / 1024
-hidden layer, V2's 1280 conv), which is kept for multipliers below 1 and scaled above 1, as in
-the official TF-slim models; Table 3's parameter counts for the 0.75 models confirm it.
+Width multipliers scale every channel count with :func:`make_divisible`; MobileNetV3's expansion
+layers keep their ratio to the scaled block input (the official TF-slim rule, see
+``EXPANSION_RULES``), its 16-filter stem is kept below 0.75, and the head's final feature layer
+(V3's 1280 / 1024 hidden layer, V2's 1280 conv) is kept for multipliers below 1 and scaled above
+1. With these rules the 0.75 models match Table 3 in both MAdds and parameters and load the
+official checkpoints' tensors (timm's ports of TF-slim) one for one.
 
 Regenerate the committed YAML files with::
 
@@ -105,7 +107,9 @@ def _mobilenet_v3(base: str, rows, head, width: float, resolution: int, num_clas
     if expansion not in EXPANSION_RULES:
         raise SpecError("expansion", f"{expansion!r} is not one of {', '.join(EXPANSION_RULES)}")
     c = lambda v: make_divisible(v * width)  # noqa: E731
-    blocks, in_base, in_scaled = [], 16, c(16)
+    # The official models keep the 16-filter stem below width 0.75 (timm: fix_stem).
+    stem = 16 if width < 0.75 else c(16)
+    blocks, in_base, in_scaled = [], 16, stem
     for k, exp, out, se, nl, s in rows:
         if exp == in_base:
             exp_scaled = in_scaled  # no expansion layer at any width
@@ -118,7 +122,7 @@ def _mobilenet_v3(base: str, rows, head, width: float, resolution: int, num_clas
     conv, hidden = head
     name = _spec_name(base, width, resolution) + ("" if expansion == "ratio" or width == 1.0 else "_scaled")
     return ArchSpec(
-        name=name, stem=StemSpec(c(16), 3, 2, "hswish"), blocks=tuple(blocks),
+        name=name, stem=StemSpec(stem, 3, 2, "hswish"), blocks=tuple(blocks),
         head=HeadSpec(c(conv), make_divisible(hidden * max(1.0, width)), "hswish"),
         num_classes=num_classes, resolution=resolution, dropout=0.2)
 
