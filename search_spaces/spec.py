@@ -295,6 +295,13 @@ class ArchSpec:
 
     def op_keys(self) -> tuple[OpKey, ...]:
         """The ops of this network in execution order: the unit latency tables are keyed by."""
+        cached = self.__dict__.get("_op_keys")
+        if cached is None:
+            cached = self._compute_op_keys()
+            object.__setattr__(self, "_op_keys", cached)  # a cache of derived data, not a field
+        return cached
+
+    def _compute_op_keys(self) -> tuple[OpKey, ...]:
         keys = [OpKey(operator="conv", resolution=self.resolution, in_channels=self.in_channels,
                       out_channels=self.stem.out_channels, kernel=self.stem.kernel, stride=self.stem.stride,
                       nonlinearity=self.stem.nonlinearity)]

@@ -1,0 +1,109 @@
+"""The backend interface: "compile this module for this input shape, time it".
+
+A backend turns a ``torch.nn.Module`` and a fixed input shape into a :class:`Compiled` object
+whose ``run()`` executes one inference; :meth:`Backend.measure` times repeated runs. Backends
+that time on another device (``android``) override :meth:`Backend.measure` instead. Runtimes
+are imported lazily, inside the backend, so that ``import latency`` stays light.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend's runtime is not installed or its device is not reachable."""
+
+
+class Compiled(ABC):
+    """A module compiled for one input shape; ``run()`` performs one inference."""
+
+    @abstractmethod
+    def run(self) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release runtime resources (sessions, temporary files)."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How an op is timed: ``warmup`` untimed runs, then ``rounds`` x ``repeats`` timed runs.
+
+    The profiler interleaves rounds across ops (round r of every op, then round r + 1) so that
+    slow drifts of the machine spread over all ops instead of biasing some.
+    """
+
+    warmup: int = 10
+    repeats: int = 20
+    rounds: int = 5
+
+    def to_dict(self) -> dict:
+        return {"warmup": self.warmup, "repeats": self.repeats, "rounds": self.rounds}
+
+
+class Backend(ABC):
+    """Base class. Subclasses set ``name`` and implement ``runtime_version`` and ``compile``."""
+
+    name: str = ""
+
+    def __init__(self, threads: int = 1):
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads: {threads!r} is not a positive integer")
+        self.threads = threads
+
+    @abstractmethod
+    def runtime_version(self) -> str:
+        """Name and version of the runtime, e.g. 'onnxruntime 1.20.1'."""
+
+    @abstractmethod
+    def compile(self, module: nn.Module, input_shape: tuple[int, ...]) -> Compiled:
+        """Prepare ``module`` (eval mode) for inputs of ``input_shape``."""
+
+    def time_runs(self, compiled: Compiled, repeats: int) -> np.ndarray:
+        """Wall time in ms of each of ``repeats`` consecutive runs."""
+        out = np.empty(repeats)
+        clock = time.perf_counter_ns
+        for i in range(repeats):
+            start = clock()
+            compiled.run()
+            out[i] = (clock() - start) / 1e6
+        return out
+
+    def measure(self, module: nn.Module, input_shape: tuple[int, ...], protocol: Protocol = Protocol()) -> np.ndarray:
+        """Compile, warm up and time ``protocol.rounds * protocol.repeats`` runs (ms)."""
+        compiled = self.compile(module, input_shape)
+        try:
+            for _ in range(protocol.warmup):
+                compiled.run()
+            return self.time_runs(compiled, protocol.rounds * protocol.repeats)
+        finally:
+            compiled.close()
+
+    def provenance(self) -> dict:
+        """What a table measured with this backend must record."""
+        return {
+            "backend": self.name,
+            "runtime": self.runtime_version(),
+            "threads": self.threads,
+            "device": cpu_model(),
+            "os": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(),
+        }
+
+
+def cpu_model() -> str:
+    """The host CPU's model name (from /proc/cpuinfo on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

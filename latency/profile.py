@@ -1,0 +1,81 @@
+"""``python -m latency.profile``: measure every op a search space or a set of specs needs.
+
+    python -m latency.profile --backend onnxruntime --threads 1 --specs mobilenet_v3_large mobilenet_v3_small \\
+        --out tables/host-ort-1t.csv
+    python -m latency.profile --target host-ort-1t --space mobilenetv3
+
+Rows are written atomically after every chunk of ops; rerunning the same command (after a
+kill, or with more specs) measures only the ops still missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from search_spaces import SpecError
+from search_spaces.spec import resolve_spec
+
+from .backends import BackendUnavailable, Protocol, backend_names, get_backend
+from .profiler import elapsed, ops_for_specs, profile_ops
+from .table import ProvenanceMismatch
+from .targets import TargetError, load_target
+
+
+def space_ops(name: str, resolution: int | None = None) -> list:
+    from search_spaces.spaces import get_space
+
+    space = get_space(name)
+    return space.all_op_keys(resolution=resolution) if resolution else space.all_op_keys()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m latency.profile", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--target", help="take backend, threads and table path from this target")
+    parser.add_argument("--backend", choices=backend_names())
+    parser.add_argument("--threads", type=int)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--space", help="every op the named search space can produce at every position")
+    what.add_argument("--specs", nargs="+", metavar="NAME_OR_YAML", help="every op of these specs")
+    parser.add_argument("--resolution", type=int, help="input resolution (default: the specs' / space's own)")
+    parser.add_argument("--out", type=Path, help="table CSV to write (its provenance goes beside it)")
+    parser.add_argument("--warmup", type=int, default=Protocol.warmup)
+    parser.add_argument("--repeats", type=int, default=Protocol.repeats)
+    parser.add_argument("--rounds", type=int, default=Protocol.rounds)
+    parser.add_argument("--chunk", type=int, default=8, help="ops compiled and interleaved together")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.target:
+            target = load_target(args.target)
+            if not target.measurable:
+                parser.error(f"--target {target.name} is a calibrated model, not a device; nothing to profile")
+            args.backend = args.backend or target.backend
+            args.threads = args.threads or target.threads
+            args.out = args.out or target.table_path
+        if not (args.backend and args.out):
+            parser.error("give --backend and --out (or --target)")
+        backend = get_backend(args.backend, args.threads or 1)
+        if args.space:
+            keys = space_ops(args.space, args.resolution)
+        else:
+            keys = ops_for_specs(resolve_spec(s, resolution=args.resolution) for s in args.specs)
+        protocol = Protocol(args.warmup, args.repeats, args.rounds)
+        start = time.monotonic()
+        print(f"{len(keys)} distinct ops; backend {backend.runtime_version()}, {backend.threads} thread(s)")
+        table = profile_ops(keys, backend, args.out, protocol, chunk=args.chunk, seed=args.seed,
+                            progress=not args.no_progress)
+    except (SpecError, TargetError, ValueError, BackendUnavailable, ProvenanceMismatch, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rel = (table.rows["iqr_ms"] / (table.rows["median_ms"] + table.rows["overhead_ms"])).median()
+    print(f"wrote {args.out}: {len(table)} ops in {elapsed(start)}; median per-op noise IQR/median {100 * rel:.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Per-op latency lookup tables with provenance.
+
+A measured table is two files side by side: ``NAME.csv`` (one row per op key: ``op_key``,
+``median_ms``, ``mean_ms``, ``iqr_ms``, ``count``, ``overhead_ms`` and the key's fields) and
+``NAME.provenance.json`` (backend and runtime version, threads, CPU, OS, date, protocol, ...).
+Rows are overhead-subtracted: ``median_ms`` is the op's time minus the runtime's per-call
+overhead measured on an empty graph of the same input. A network's prediction adds one
+per-network overhead (``network_overhead_ms``) back.
+
+Tables of different provenance never merge (:func:`merge_tables` refuses), so measurements
+from two devices, runtimes or protocols cannot be mixed by accident.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from search_spaces import OpKey
+
+COLUMNS = ["op_key", "median_ms", "mean_ms", "iqr_ms", "count", "overhead_ms", "operator", "resolution",
+           "in_channels", "expansion_channels", "out_channels", "kernel", "stride", "se_channels", "se_gate",
+           "nonlinearity", "residual"]
+# Provenance fields that must agree for two tables to be merged (dates and notes may differ).
+IDENTITY_FIELDS = ("backend", "runtime", "threads", "device", "os", "protocol", "kind", "graph_optimization")
+
+
+class MissingOpsError(KeyError):
+    """Ops of a network are not in the table. ``missing`` lists their keys; ``command`` fills them."""
+
+    def __init__(self, missing: Sequence[OpKey], table_name: str, command: str | None):
+        self.missing = list(dict.fromkeys(missing))
+        self.command = command
+        shown = ", ".join(k.to_str() for k in self.missing[:5]) + (" ..." if len(self.missing) > 5 else "")
+        fix = f"; fill them with: {command}" if command else ""
+        self.message = f"{len(self.missing)} op(s) missing from latency table {table_name!r}: {shown}{fix}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class ProvenanceMismatch(ValueError):
+    """Two tables were measured differently and must not be merged."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a kill leaves either the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def key_columns(key: OpKey) -> dict:
+    return {"operator": key.operator, "resolution": key.resolution, "in_channels": key.in_channels,
+            "expansion_channels": key.expansion_channels, "out_channels": key.out_channels, "kernel": key.kernel,
+            "stride": key.stride, "se_channels": key.se_channels, "se_gate": key.se_gate,
+            "nonlinearity": key.nonlinearity, "residual": key.residual}
+
+
+class LatencyTable:
+    """Op key -> latency (ms). Subclasses may compute rows (a calibrated cost model)."""
+
+    name: str
+    provenance: dict
+    network_overhead_ms: float
+
+    def lookup_ms(self, keys: Sequence[OpKey]) -> np.ndarray:
+        raise NotImplementedError
+
+    def missing(self, keys: Iterable[OpKey]) -> list[OpKey]:
+        return []
+
+    def fill_command(self, keys: Sequence[OpKey]) -> str | None:
+        """The command that would add ``keys`` to this table, if it can be measured."""
+        return None
+
+
+@dataclass
+class MeasuredTable(LatencyTable):
+    """A table measured by :mod:`latency.profile`."""
+
+    name: str
+    rows: pd.DataFrame  # indexed by op_key string
+    provenance: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        self._ms: dict[str, float] = dict(zip(self.rows.index, self.rows["median_ms"].astype(float)))
+        self._key_ms: dict[OpKey, float] = {}
+        self._overhead: dict[str, float] = (dict(zip(self.rows.index, self.rows["overhead_ms"].astype(float)))
+                                            if "overhead_ms" in self.rows else {})
+
+    @property
+    def correction(self) -> tuple[float, float]:
+        """(scale, offset_ms) fitted by ``latency.validate``; (1, 0) before any validation."""
+        c = self.provenance.get("network_correction") or {}
+        return float(c.get("scale", 1.0)), float(c.get("offset_ms", 0.0))
+
+    def network_overhead_for(self, spec) -> float:
+        """The runtime's per-call overhead for ``spec``'s input: the overhead measured with its stem op."""
+        return self._overhead.get(spec.op_keys()[0].to_str(), self.network_overhead_ms)
+
+    @property
+    def network_overhead_ms(self) -> float:
+        return float(self.provenance.get("network_overhead_ms", 0.0))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __contains__(self, key: OpKey) -> bool:
+        return key in self._key_ms or key.to_str() in self._ms
+
+    def lookup_ms(self, keys: Sequence[OpKey]) -> np.ndarray:
+        out = np.empty(len(keys))
+        cache, by_str = self._key_ms, self._ms
+        missing = []
+        for i, key in enumerate(keys):
+            value = cache.get(key)
+            if value is None:
+                value = by_str.get(key.to_str())
+                if value is None:
+                    missing.append(key)
+                    continue
+                cache[key] = value
+            out[i] = value
+        if missing:
+            raise MissingOpsError(missing, self.name, self.fill_command(missing))
+        return out
+
+    def missing(self, keys: Iterable[OpKey]) -> list[OpKey]:
+        return [k for k in dict.fromkeys(keys) if k not in self]
+
+    def fill_command(self, keys: Sequence[OpKey]) -> str | None:
+        p = self.provenance
+        if not p.get("backend") or p.get("kind") == "model" or self.path is None:
+            return None
+        return (f"python -m latency.profile --backend {p['backend']} --threads {p.get('threads', 1)} "
+                f"--specs SPEC.yaml --out {self.path}  (the network's spec; the profiler adds only missing ops)")
+
+    # ----------------------------------------------------------------- files
+    @staticmethod
+    def provenance_path(path: Path) -> Path:
+        return path.with_name(path.stem + ".provenance.json")
+
+    def save(self, path: str | Path | None = None) -> Path:
+        path = Path(path or self.path)
+        atomic_write_text(self.provenance_path(path), json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, self.rows.reset_index().reindex(columns=COLUMNS).to_csv(index=False))
+        self.path = path
+        return path
+
+
+def empty_rows() -> pd.DataFrame:
+    return pd.DataFrame(columns=COLUMNS).set_index("op_key")
+
+
+def load_table(path: str | Path, name: str | None = None) -> MeasuredTable:
+    """Read ``path`` (CSV) and its provenance sidecar."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"latency table {str(path)!r} does not exist; build it with python -m latency.profile")
+    prov_path = MeasuredTable.provenance_path(path)
+    if not prov_path.is_file():
+        raise ValueError(f"latency table {str(path)!r} has no provenance file {prov_path.name}; "
+                         "tables without provenance are refused")
+    provenance = json.loads(prov_path.read_text())
+    rows = pd.read_csv(path)
+    missing_cols = [c for c in ("op_key", "median_ms") if c not in rows.columns]
+    if missing_cols:
+        raise ValueError(f"latency table {str(path)!r}: column {missing_cols[0]!r} missing")
+    rows = rows.set_index("op_key")
+    return MeasuredTable(name=name or path.stem, rows=rows, provenance=provenance, path=path)
+
+
+def same_provenance(a: Mapping, b: Mapping) -> list[str]:
+    """Identity fields on which ``a`` and ``b`` differ."""
+    return [f for f in IDENTITY_FIELDS if a.get(f) != b.get(f)]
+
+
+def merge_tables(tables: Sequence[MeasuredTable], name: str | None = None) -> MeasuredTable:
+    """One table from several of identical provenance; refuses otherwise."""
+    if not tables:
+        raise ValueError("merge_tables: no tables given")
+    first = tables[0]
+    for other in tables[1:]:
+        diff = same_provenance(first.provenance, other.provenance)
+        if diff:
+            f = diff[0]
+            raise ProvenanceMismatch(
+                f"refusing to merge latency tables {first.name!r} and {other.name!r}: {f} differs "
+                f"({first.provenance.get(f)!r} vs {other.provenance.get(f)!r}); measure both with the same protocol")
+    rows = pd.concat([t.rows for t in tables])
+    rows = rows[~rows.index.duplicated(keep="first")]
+    return MeasuredTable(name=name or first.name, rows=rows, provenance=dict(first.provenance))
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
