@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -136,7 +137,7 @@ def op_features(op: OpKey) -> np.ndarray:
     """The five counts of :data:`FEATURES` for one op (see the module docstring)."""
     for name in ("resolution", "in_channels", "out_channels", "kernel", "stride"):
         value = getattr(op, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise OpKeyError(f"{name}: {value!r} is not a positive integer (op {op.to_str()})")
     dense = depthwise = passes = 0.0
     se_blocks = layers = 0
@@ -196,7 +197,9 @@ class Calibration:
 
 @functools.lru_cache(maxsize=None)
 def _point_features(point: PublishedPoint) -> np.ndarray:
-    return spec_features(point.spec())
+    features = spec_features(point.spec())
+    features.setflags(write=False)  # cached: shared by every fit
+    return features
 
 
 def fit(exclude: Iterable[str] = (), points: Sequence[PublishedPoint] = PUBLISHED) -> Calibration:
@@ -297,7 +300,8 @@ class ModelTable(LatencyTable):
         """The latency of ``key`` split by feature (ms)."""
         return dict(zip(FEATURES, (op_features(key) * self.coefficients).tolist()))
 
-    def rows(self, keys: Iterable[OpKey]) -> pd.DataFrame:
+    def rows_for(self, keys: Iterable[OpKey]) -> pd.DataFrame:
+        """One row per distinct key, in latency.table's CSV columns (modelled: count 0)."""
         keys = list(dict.fromkeys(keys))
         ms = self.lookup_ms(keys)
         data = [{"op_key": k.to_str(), "median_ms": v, "mean_ms": v, "iqr_ms": 0.0, "count": 0, "overhead_ms": 0.0,
@@ -313,7 +317,7 @@ class ModelTable(LatencyTable):
         path = Path(path)
         atomic_write_text(MeasuredTable.provenance_path(path),
                           json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
-        atomic_write_text(path, self.rows(keys).to_csv(index=False))
+        atomic_write_text(path, self.rows_for(keys).to_csv(index=False))
         return path
 
 
