@@ -81,6 +81,8 @@ def _measure_chunk(backend: Backend, ops: Sequence[OpKey], protocol: Protocol, r
 
     from search_spaces import build_op
 
+    if backend.remote:
+        return _measure_remote(backend, ops, protocol, tick)
     shapes = sorted({op.input_shape for op in ops})
     compiled = {op: backend.compile(build_op(op), op.input_shape) for op in ops}
     empty = {shape: backend.compile(torch.nn.Identity(), shape) for shape in shapes}
@@ -103,6 +105,23 @@ def _measure_chunk(backend: Backend, ops: Sequence[OpKey], protocol: Protocol, r
     finally:
         for runner in list(compiled.values()) + list(empty.values()):
             runner.close()
+
+
+def _measure_remote(backend: Backend, ops: Sequence[OpKey], protocol: Protocol, tick=None):
+    """Ops timed on another device, one after the other (its tool does warm-up and repeats)."""
+    import torch
+
+    from search_spaces import build_op
+
+    empty = {shape: _stats(np.split(backend.measure(torch.nn.Identity(), shape, protocol), protocol.rounds))
+             for shape in sorted({op.input_shape for op in ops})}
+    out = {}
+    for op in ops:
+        samples = backend.measure(build_op(op), op.input_shape, protocol)
+        out[op] = (_stats(np.array_split(samples, protocol.rounds)), empty[op.input_shape])
+        if tick:
+            tick(1)
+    return out
 
 
 def profile_ops(keys: Sequence[OpKey], backend: Backend, out: str | Path, protocol: Protocol = Protocol(), *,

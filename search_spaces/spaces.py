@@ -56,6 +56,7 @@ class SearchSpace:
     dropout: float = 0.2
     se_gate: str = "hsigmoid"
     description: str = ""
+    reference: str | None = None  # the hand-made network this space generalises (default target latency)
 
     # ----------------------------------------------------------------- decisions
     @property
@@ -193,7 +194,7 @@ class SearchSpace:
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name, "description": self.description, "resolution": self.resolution,
+            "name": self.name, "reference": self.reference, "description": self.description, "resolution": self.resolution,
             "num_classes": self.num_classes, "dropout": self.dropout, "se_gate": self.se_gate,
             "stem": self.stem.__dict__, "head": self.head.__dict__,
             "stages": [s.__dict__ for s in self.stages],
@@ -250,7 +251,7 @@ _VALIDATORS = {
 def space_from_dict(data: Any) -> SearchSpace:
     if not isinstance(data, dict):
         raise SpecError("", "a search space must be a mapping")
-    allowed = {"name", "description", "resolution", "num_classes", "dropout", "se_gate", "stem", "head", "stages",
+    allowed = {"name", "reference", "description", "resolution", "num_classes", "dropout", "se_gate", "stem", "head", "stages",
                "choices"}
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -289,7 +290,7 @@ def space_from_dict(data: Any) -> SearchSpace:
     space = SearchSpace(name=data["name"], stem=stem, stages=tuple(stages), head=head, choices=tuple(ordered),
                         resolution=data.get("resolution", 224), num_classes=data.get("num_classes", 1000),
                         dropout=data.get("dropout", 0.2), se_gate=data.get("se_gate", "hsigmoid"),
-                        description=data.get("description", ""))
+                        description=data.get("description", ""), reference=data.get("reference"))
     space.decode(tuple(0 for _ in space.decisions))  # validates the skeleton
     return space
 

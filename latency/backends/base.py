@@ -51,6 +51,9 @@ class Backend(ABC):
     """Base class. Subclasses set ``name`` and implement ``runtime_version`` and ``compile``."""
 
     name: str = ""
+    # True for backends that time on another device (android): the profiler then calls
+    # ``measure()`` per op instead of interleaving ``compile()``d runners on this machine.
+    remote: bool = False
 
     def __init__(self, threads: int = 1):
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:

@@ -10,7 +10,8 @@ becomes a model with NCHW inputs/outputs, computed NHWC inside, with a TRANSPOSE
 network consecutive ops pass NHWC tensors with no transposes between them, so per-op timings
 must not include them. With ``channels_last_io=True`` (the default) the module is wrapped with
 ``litert_torch.to_channel_last_io``: every 4-D input and output of the .tflite model is NHWC
-and no boundary TRANSPOSE is emitted (2-D inputs/outputs, e.g. linear ops, are unchanged).
+and no boundary TRANSPOSE is emitted (2-D inputs/outputs, e.g. linear ops, are unchanged; the
+pool op's flatten keeps one TRANSPOSE of its pooled 1x1xC tensor, which moves no data).
 Outputs then equal ``module(x)`` permuted NCHW -> NHWC; :func:`to_model_layout` /
 :func:`from_model_layout` convert tensors.
 """
