@@ -118,7 +118,7 @@ class Objective:
 
 def samples_to_reach(strategy_name: str, objective: Objective, threshold: float, seed: int, max_samples: int) -> int:
     counts = [len(opts) for _, _, opts in objective.space.decisions]
-    options = {"batch_size": 8, "lr": 0.02} if strategy_name == "rl" else {}
+    options = {"batch_size": 16, "lr": 0.01, "entropy_weight": 0.01} if strategy_name == "rl" else {}
     strategy = make_strategy(strategy_name, counts, seed=seed, **options)
     for i in range(1, max_samples + 1):
         sample = strategy.ask()

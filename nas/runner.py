@@ -244,8 +244,8 @@ def run_search(config: SearchConfig) -> dict:
                 trainable,
                 tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.concurrency,
                                                                           batch=False),
-                                            num_samples=-1, metric="reward", mode="max", reuse_actors=False),
-                run_config=tune.RunConfig(name="ray", storage_path=str(out), verbose=0,
+                                            num_samples=-1, reuse_actors=False),
+                run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(out / "ray"), verbose=0,
                                           failure_config=tune.FailureConfig(max_failures=config.retries)),
             )
             tuner.fit()

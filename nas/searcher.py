@@ -54,7 +54,9 @@ class StrategySearcher(Searcher):
     def __init__(self, strategy: Strategy, space: SearchSpace, latency_fn: Callable, *, budget: int,
                  target_ms: float, w: float, alpha: float | None, beta: float | None, trial_config: dict,
                  run_dir: Path, on_record: Callable[[dict], None] | None = None):
-        super().__init__(metric="reward", mode="max")
+        # Tune checks that every reported result carries the searcher's metric: the child's accuracy
+        # (the reward itself is computed here, from the accuracy and the predicted latency).
+        super().__init__(metric="accuracy", mode="max")
         self.strategy, self.space, self.latency_fn = strategy, space, latency_fn
         self.budget, self.target_ms, self.w, self.alpha, self.beta = budget, target_ms, w, alpha, beta
         self.trial_config = trial_config
@@ -112,7 +114,8 @@ class StrategySearcher(Searcher):
             if cached is None:
                 break
             # The same network again: its accuracy is known, so tell it without retraining.
-            self._complete(dict(cached, index=self.next_index, sample=list(sample), status_detail="duplicate",
+            self._complete(dict(cached, index=self.next_index, sample=list(sample),
+                                tokens=list(self.space.to_tokens(sample)), trial_id="", status_detail="duplicate",
                                 wall_s=0.0, trained=False))
             self.next_index += 1
         else:  # pragma: no cover - a strategy that only repeats itself

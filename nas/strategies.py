@@ -167,7 +167,7 @@ class RLStrategy(Strategy):
     name = "rl"
 
     def __init__(self, option_counts: Sequence[int], seed: int = 0, algorithm: str = "ppo", batch_size: int = 8,
-                 lr: float = 0.01, entropy_weight: float = 1e-3, clip: float = 0.2, ppo_epochs: int = 4,
+                 lr: float = 0.01, entropy_weight: float = 1e-2, clip: float = 0.2, ppo_epochs: int = 4,
                  baseline_decay: float = 0.9, hidden: int = 64):
         super().__init__(option_counts, seed)
         if algorithm not in ("ppo", "reinforce"):
