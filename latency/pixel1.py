@@ -19,7 +19,9 @@ alone (:func:`op_features`; layers as in :func:`search_spaces.cost.op_layers`):
     Millions of element passes of the element-wise ops TFLite does not fuse into the conv:
     h-swish 1 pass per activated element, swish 2 (sigmoid + multiply), a hard-sigmoid SE gate
     1 and a sigmoid gate 2 per gate element, SE's excite multiply 1 per element, a residual add
-    1 per output element. ReLU and ReLU6 are fused (0 passes).
+    1 per output element. ReLU and ReLU6 are fused (0 passes). The dense heads' ops
+    (:mod:`search_spaces.heads`): a sigmoid 2 per element, ``mul`` / ``add`` / ``upsample``
+    (bilinear) 1 per output element, priors like the residual add's.
 ``se_blocks``
     Squeeze-and-excite blocks (a fixed cost each).
 ``layers``
@@ -75,7 +77,11 @@ COEFFICIENT_UNITS = {
     "layers": "ms per conv / depthwise / linear / pool layer",
 }
 # Element passes per activated element. ReLU / ReLU6 are fused into the conv by TFLite.
-ACTIVATION_PASSES = {"relu": 0, "relu6": 0, "none": 0, "hswish": 1, "swish": 2}
+ACTIVATION_PASSES = {"relu": 0, "relu6": 0, "none": 0, "hswish": 1, "swish": 2, "sigmoid": 2}
+# Element passes per output element of the dense heads' element-wise ops (search_spaces.heads):
+# priors like the residual add's 1 pass; a bilinear resize reads four inputs per output but is
+# priced as one pass (the published figures say nothing about resizes). Each is also a layer.
+ELEMENTWISE_OP_PASSES = {"upsample": 1, "mul": 1, "add": 1}
 GATE_PASSES = {"hsigmoid": 1, "sigmoid": 2, "none": 0}
 _ELEMENTWISE = FEATURES.index("elementwise_mpasses")
 _LEVEL = tuple(i for i in range(len(FEATURES)) if i != _ELEMENTWISE)  # fitted on Table 3
@@ -151,25 +157,28 @@ def op_features(op: OpKey) -> np.ndarray:
         elif layer.kind == "pool":
             depthwise += float(np.prod(layer.in_shape))
             layers += 1
+        elif layer.kind in ELEMENTWISE_OP_PASSES:
+            passes += float(np.prod(layer.out_shape)) * ELEMENTWISE_OP_PASSES[layer.kind]
+            layers += 1
         elif layer.kind == "se":
             elements = float(np.prod(layer.in_shape))
             dense += layer.madds
             depthwise += elements  # squeeze: a global average pool
             passes += elements + op.expansion_channels * GATE_PASSES[op.se_gate]  # excite multiply, gate
             se_blocks += 1
-    size = op.out_resolution
+    out_pixels = op.out_resolution * op.out_width
     if op.operator == "bneck":
         exp = op.expansion_channels
-        activated = (op.resolution ** 2 * exp if exp != op.in_channels else 0) + size * size * exp
+        activated = (op.resolution * op.in_width * exp if exp != op.in_channels else 0) + out_pixels * exp
     elif op.operator == "conv":
-        activated = size * size * op.out_channels
+        activated = out_pixels * op.out_channels
     elif op.operator == "linear":
         activated = op.out_channels
     else:
         activated = 0
     passes += activated * ACTIVATION_PASSES[op.nonlinearity]
     if op.residual:
-        passes += size * size * op.out_channels
+        passes += out_pixels * op.out_channels
     return np.array([dense / 1e6, depthwise / 1e6, passes / 1e6, se_blocks, layers], dtype=float)
 
 

@@ -78,7 +78,7 @@ def _fill_madds(table, keys: list[OpKey]) -> dict[OpKey, float]:
     out = {}
 
     def features(k: OpKey) -> list[float]:
-        return [1.0, op_cost(k)[0] / 1e6, k.out_channels * k.out_resolution ** 2 / 1e5]
+        return [1.0, op_cost(k)[0] / 1e6, k.out_channels * k.out_resolution * k.out_width / 1e5]
 
     for op in keys:
         same = [(k, ms) for k, ms in zip(known, rows["median_ms"]) if k.operator == op.operator]

@@ -173,6 +173,17 @@ def build(spec: ArchSpec, *, bn_eps: float = BN_EPS, bn_momentum: float = BN_MOM
     return model
 
 
+class Elementwise(nn.Module):
+    """A dense head's element-wise product or sum, timed alone on one input (``x * x``, ``x + x``)."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x if self.kind == "mul" else x + x
+
+
 def build_op(op: OpKey, *, bn_eps: float = BN_EPS, bn_momentum: float = BN_MOMENTUM) -> nn.Module:
     """Build one op alone; its input has shape ``op.input_shape``. Used by the latency profiler."""
     norm = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
@@ -185,6 +196,10 @@ def build_op(op: OpKey, *, bn_eps: float = BN_EPS, bn_momentum: float = BN_MOMEN
         module = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
     elif op.operator == "linear":
         module = nn.Sequential(nn.Linear(op.in_channels, op.out_channels), make_activation(op.nonlinearity))
+    elif op.operator == "upsample":
+        module = nn.Upsample(scale_factor=op.stride, mode="bilinear", align_corners=False)
+    elif op.operator in ("mul", "add"):
+        module = Elementwise(op.operator)
     else:  # pragma: no cover - OpKey validates operators
         raise ValueError(f"operator: {op.operator!r} cannot be built")
     _init_weights(module)

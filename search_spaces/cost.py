@@ -31,22 +31,26 @@ class LayerCost:
     params: int
 
 
-def _conv(layer: str, kind: str, size: int, cin: int, cout: int, k: int, stride: int, groups: int = 1,
-          bn: bool = True) -> LayerCost:
-    out = -(-size // stride)
-    madds = out * out * k * k * (cin // groups) * cout
+def _conv(layer: str, kind: str, size: int | tuple[int, int], cin: int, cout: int, k: int, stride: int,
+          groups: int = 1, bn: bool = True) -> LayerCost:
+    h, w = (size, size) if isinstance(size, int) else size
+    oh, ow = -(-h // stride), -(-w // stride)
+    madds = oh * ow * k * k * (cin // groups) * cout
     params = k * k * (cin // groups) * cout + (2 * cout if bn else cout)
-    return LayerCost(layer, kind, (cin, size, size), (cout, out, out), madds, params)
+    return LayerCost(layer, kind, (cin, h, w), (cout, oh, ow), madds, params)
 
 
 def op_layers(op: OpKey, prefix: str = "") -> list[LayerCost]:
     """The layers of one op with their costs; ``prefix`` is the op's module path."""
     p = f"{prefix}." if prefix else ""
-    r = op.resolution
+    r = (op.resolution, op.in_width)  # height, width
     if op.operator == "conv":
         return [_conv(f"{p}0", "conv", r, op.in_channels, op.out_channels, op.kernel, op.stride)]
     if op.operator == "pool":
-        return [LayerCost(prefix or "avgpool", "pool", (op.in_channels, r, r), (op.in_channels, 1, 1), 0, 0)]
+        return [LayerCost(prefix or "avgpool", "pool", (op.in_channels, *r), (op.in_channels, 1, 1), 0, 0)]
+    if op.operator in ("upsample", "mul", "add"):  # element-wise: no MAdds, no parameters
+        return [LayerCost(prefix or op.operator, op.operator, (op.in_channels, *r),
+                          (op.out_channels, op.out_resolution, op.out_width), 0, 0)]
     if op.operator == "linear":
         return [LayerCost(prefix or "linear", "linear", (op.in_channels,), (op.out_channels,),
                           op.in_channels * op.out_channels, op.in_channels * op.out_channels + op.out_channels)]
@@ -57,10 +61,10 @@ def op_layers(op: OpKey, prefix: str = "") -> list[LayerCost]:
         j += 1
     rows.append(_conv(f"{p}block.{j}.0", "dwconv", r, exp, exp, op.kernel, op.stride, groups=exp))
     j += 1
-    out = -(-r // op.stride)
+    out = (op.out_resolution, op.out_width)
     if op.se_channels:
         se = op.se_channels
-        rows.append(LayerCost(f"{p}block.{j}", "se", (exp, out, out), (exp, out, out), 2 * exp * se,
+        rows.append(LayerCost(f"{p}block.{j}", "se", (exp, *out), (exp, *out), 2 * exp * se,
                               2 * exp * se + se + exp))
         j += 1
     rows.append(_conv(f"{p}block.{j}.0", "conv", out, exp, op.out_channels, 1, 1))

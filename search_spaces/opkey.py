@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-OP_OPERATORS = ("conv", "bneck", "pool", "linear")
-OP_NONLINEARITIES = ("relu", "relu6", "hswish", "swish", "none")
+OP_OPERATORS = ("conv", "bneck", "pool", "linear", "upsample", "mul", "add")
+OP_NONLINEARITIES = ("relu", "relu6", "hswish", "swish", "none", "sigmoid")
 OP_SE_GATES = ("hsigmoid", "sigmoid", "none")
 
 _PATTERN = re.compile(
-    r"^(?P<operator>[a-z]+)_r(?P<resolution>\d+)_i(?P<in_channels>\d+)_e(?P<expansion_channels>\d+)"
+    r"^(?P<operator>[a-z]+)_r(?P<resolution>\d+)(?:x(?P<width>\d+))?"
+    r"_i(?P<in_channels>\d+)_e(?P<expansion_channels>\d+)"
     r"_o(?P<out_channels>\d+)_k(?P<kernel>\d+)_s(?P<stride>\d+)_se(?P<se_channels>\d+)"
     r"(?:-(?P<se_gate>hsigmoid|sigmoid))?_(?P<nonlinearity>[a-z0-9]+)(?P<residual>_res)?$"
 )
@@ -36,6 +37,12 @@ class OpKey:
     pooled size), ``linear`` (a layer on pooled features, no BN; ``nonlinearity`` 'none' for
     the classifier). ``resolution`` is the (square) input size; ``expansion_channels`` is 0
     where it does not apply, ``se_gate`` is 'none' without SE.
+
+    Dense-prediction heads (:mod:`search_spaces.heads`) add: ``width``, the input's width where
+    it differs from its height ``resolution`` (0 = square, the string then reads ``r64x128``);
+    the operators ``upsample`` (bilinear resize by the integer factor ``stride``), ``mul`` and
+    ``add`` (element-wise products / sums of two ``in_channels`` maps); the ``sigmoid``
+    nonlinearity. Keys without them keep their fields and strings.
     """
 
     operator: str
@@ -49,8 +56,11 @@ class OpKey:
     se_channels: int = 0
     se_gate: str = "none"
     residual: bool = False
+    width: int = 0
 
     def __post_init__(self) -> None:
+        if self.width == self.resolution:
+            object.__setattr__(self, "width", 0)  # square: one key, one string
         if self.operator not in OP_OPERATORS:
             raise OpKeyError(f"operator: {self.operator!r} is not one of {', '.join(OP_OPERATORS)}")
         if self.nonlinearity not in OP_NONLINEARITIES:
@@ -61,21 +71,37 @@ class OpKey:
             raise OpKeyError("se_gate: must be 'none' exactly when se_channels is 0")
 
     @property
-    def out_resolution(self) -> int:
+    def in_width(self) -> int:
+        """The input's width (``resolution`` is its height)."""
+        return self.width or self.resolution
+
+    def _out(self, size: int) -> int:
         if self.operator in ("pool", "linear"):
             return 1
-        return -(-self.resolution // self.stride)
+        if self.operator == "upsample":
+            return size * self.stride
+        return -(-size // self.stride)
+
+    @property
+    def out_resolution(self) -> int:
+        """Output height."""
+        return self._out(self.resolution)
+
+    @property
+    def out_width(self) -> int:
+        return self._out(self.in_width)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         """NCHW shape of the op's input at batch 1 (linear ops take N x C)."""
         if self.operator == "linear":
             return (1, self.in_channels)
-        return (1, self.in_channels, self.resolution, self.resolution)
+        return (1, self.in_channels, self.resolution, self.in_width)
 
     def to_str(self) -> str:
         se = f"{self.se_channels}" + (f"-{self.se_gate}" if self.se_gate != "none" else "")
-        return (f"{self.operator}_r{self.resolution}_i{self.in_channels}_e{self.expansion_channels}"
+        size = f"{self.resolution}x{self.width}" if self.width else f"{self.resolution}"
+        return (f"{self.operator}_r{size}_i{self.in_channels}_e{self.expansion_channels}"
                 f"_o{self.out_channels}_k{self.kernel}_s{self.stride}_se{se}_{self.nonlinearity}"
                 + ("_res" if self.residual else ""))
 
@@ -92,4 +118,5 @@ class OpKey:
             operator=g["operator"], resolution=int(g["resolution"]), in_channels=int(g["in_channels"]),
             out_channels=int(g["out_channels"]), kernel=int(g["kernel"]), stride=int(g["stride"]),
             nonlinearity=g["nonlinearity"], expansion_channels=int(g["expansion_channels"]),
-            se_channels=int(g["se_channels"]), se_gate=g["se_gate"] or "none", residual=bool(g["residual"]))
+            se_channels=int(g["se_channels"]), se_gate=g["se_gate"] or "none", residual=bool(g["residual"]),
+            width=int(g["width"] or 0))

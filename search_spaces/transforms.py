@@ -112,3 +112,209 @@ def hswish_from(spec: ArchSpec, channels: int | None = None, index: int | None =
     suffix = f"hs{channels}" if channels is not None else f"hsb{start}"
     return spec.replace(name=_nl_name(spec, suffix), stem=dataclasses.replace(spec.stem, nonlinearity=stem_nl),
                         blocks=blocks, head=dataclasses.replace(spec.head, nonlinearity="hswish"))
+
+
+# --------------------------------------------------------------------------- Section 5: the redesign
+# "Searching for MobileNetV3", Section 5 ("Network Improvements"): after search and NetAdapt the
+# paper redesigns the expensive layers at both ends of the network by hand. Each change below is
+# one pure transform usable on any spec; :func:`redesign` applies all four in the paper's order.
+#
+# "The last block" in our spec form. The *original last stage* (MobileNetV2, MnasNet, the
+# searched networks before Section 5) is the last entry of ``spec.blocks``, an inverted
+# bottleneck with a 1x1 expansion layer (e.g. 160 -> 960 -> depthwise 3x3 -> projection 320),
+# followed by ``head.conv_channels`` (a 1x1 conv with BN to 1280 at the last resolution), global
+# pooling and the classifier, with ``head.hidden_channels`` None. The *efficient last stage*
+# (Figure 5) keeps that block's expansion as the head's 1x1 conv with BN (960, at the block's
+# input resolution), pools, moves the old 1x1 conv past the pool as the hidden layer without BN
+# (1280, at 1x1) and drops the block's filtering (depthwise, and its SE if any) and projection
+# layers.
+
+
+def _check_spec(spec: object) -> ArchSpec:
+    if not isinstance(spec, ArchSpec):
+        raise SpecError("spec", f"expected an ArchSpec, got {type(spec).__name__}")
+    return spec
+
+
+def efficient_last_stage(spec: ArchSpec) -> ArchSpec:
+    """Figure 5: the original last stage -> the efficient last stage (see the comment above).
+
+    The head's 1x1 conv gets the last block's ``expansion_channels`` and the old
+    ``head.conv_channels`` become ``head.hidden_channels``; the last block is removed; the head
+    keeps its nonlinearity. With Table 1's numbers: ``bneck 960 -> 320`` + ``conv 1x1 1280`` +
+    pool becomes ``conv 1x1 960`` + pool + ``conv 1x1 NBN 1280``. If the last block has stride 2
+    its expansion ran before the stride, so the head conv (and the pool) now run at the larger
+    resolution, where that layer already ran.
+
+    Raises :class:`SpecError` when ``spec`` is not in the original form (the head already has a
+    hidden layer, or no 1x1 conv), has a single block, or its last block has no 1x1 expansion
+    layer to keep (a regular conv, or a bneck whose expansion equals its input).
+    """
+    spec = _check_spec(spec)
+    head = spec.head
+    if head.hidden_channels is not None:
+        raise SpecError("head.hidden_channels", f"{head.hidden_channels} is set: {spec.name!r} already has the "
+                                                "efficient last stage (a hidden layer after pooling)")
+    if head.conv_channels is None:
+        raise SpecError("head.conv_channels", "is null: the original last stage needs the 1x1 conv before pooling "
+                                              "that the efficient last stage moves past it")
+    n = len(spec.blocks)
+    if n < 2:
+        raise SpecError("blocks", f"{spec.name!r} has 1 block; the efficient last stage removes the last block "
+                                  "and needs another before it")
+    last = spec.blocks[-1]
+    in_channels, _ = spec.block_inputs[-1]
+    if last.operator != "bneck" or last.expansion_channels == in_channels:
+        kind = "a regular conv" if last.operator != "bneck" else "a bneck without expansion layer"
+        raise SpecError(f"blocks[{n - 1}]", f"is {kind}; the efficient last stage keeps the last block's "
+                                            "1x1 expansion layer as the head's conv, and this block has none")
+    new_head = dataclasses.replace(head, conv_channels=last.expansion_channels, hidden_channels=head.conv_channels)
+    return spec.replace(name=f"{spec.name}_els", blocks=spec.blocks[:-1], head=new_head)
+
+
+def stem_16_hswish(spec: ArchSpec) -> ArchSpec:
+    """Section 5.1: the first layer becomes 16 filters with h-swish (kernel and stride kept).
+
+    A first block without expansion layer (its expansion equals the old stem width: a
+    depthwise-separable conv) keeps having none, so its expansion becomes 16 as well; every
+    other width stays as searched. A first block that now has equal input and output widths,
+    stride 1 and ``skip`` gets its residual (Table 1's first bneck 16 -> 16).
+    """
+    spec = _check_spec(spec)
+    old = spec.stem.out_channels
+    blocks = list(spec.blocks)
+    first = blocks[0]
+    if first.operator == "bneck" and first.expansion_channels == old:
+        se = first.se_channels
+        if se and se == se_width(old):
+            se = se_width(16)  # a MobileNetV3-style SE follows its expansion
+        blocks[0] = dataclasses.replace(first, expansion_channels=16, se_channels=se)
+    return spec.replace(name=f"{spec.name}_stem16", stem=dataclasses.replace(spec.stem, out_channels=16,
+                                                                              nonlinearity="hswish"),
+                        blocks=tuple(blocks))
+
+
+def hswish_second_half(spec: ArchSpec, from_resolution: int | None = 14, from_index: int | None = None) -> ArchSpec:
+    """Section 5.2: h-swish only in the deeper layers, ReLU before; the stem keeps its own.
+
+    The switch is the first block whose *output* is ``from_resolution`` x ``from_resolution``
+    or smaller (at the spec's own input resolution), i.e. with the default 14 at 224 input the
+    stride-2 block that produces the 14x14 maps (Table 1's ``bneck 3x3 240 -> 80``, Table 2's
+    ``bneck 5x5 96 -> 40``); ``from_index`` (a block index, negative from the end) picks the
+    block directly and takes precedence. Blocks from the switch on and the head use h-swish,
+    blocks before it ReLU (via :func:`hswish_from`); the stem's nonlinearity is left as it is
+    (:func:`stem_16_hswish` sets it).
+    """
+    spec = _check_spec(spec)
+    if from_index is None:
+        if isinstance(from_resolution, bool) or not isinstance(from_resolution, int) or from_resolution < 1:
+            raise SpecError("from_resolution", f"{from_resolution!r} is not a feature-map size in pixels "
+                                               "(a positive integer); or give from_index")
+        sizes = [-(-size // b.stride) for b, (_, size) in zip(spec.blocks, spec.block_inputs)]
+        matches = [i for i, size in enumerate(sizes) if size <= from_resolution]
+        if not matches:
+            raise SpecError("from_resolution", f"no block of {spec.name!r} outputs {from_resolution}x"
+                                               f"{from_resolution} or smaller (its smallest is {min(sizes)}x"
+                                               f"{min(sizes)} at input {spec.resolution}); give from_index")
+        from_index = matches[0]
+    else:
+        n = len(spec.blocks)
+        if isinstance(from_index, bool) or not isinstance(from_index, int) or not -n <= from_index < n:
+            raise SpecError("from_index", f"{from_index!r} is not a block index of {spec.name!r} "
+                                          f"(0..{n - 1} or -{n}..-1)")
+        from_index %= n
+    out = hswish_from(spec, index=from_index, stem=spec.stem.nonlinearity)
+    return out.replace(name=f"{spec.name}_hsb{from_index}")
+
+
+def fixed_se(spec: ArchSpec) -> ArchSpec:
+    """Section 5.3: every squeeze-and-excite bottleneck becomes ``make_divisible(exp / 4, 8)``
+    with a hard-sigmoid gate. Blocks without SE keep none; a spec without SE is returned as is
+    (a searched network may have chosen no SE anywhere)."""
+    spec = _check_spec(spec)
+    blocks = tuple(dataclasses.replace(b, se_channels=se_width(b.expansion_channels), se_gate="hsigmoid")
+                   if b.has_se else b for b in spec.blocks)
+    if blocks == spec.blocks:
+        return spec
+    return spec.replace(name=f"{spec.name}_se4", blocks=blocks)
+
+
+def redesign(spec: ArchSpec, *, from_resolution: int = 14, from_index: int | None = None,
+             name: str | None = None) -> ArchSpec:
+    """Section 5 as one transform: :func:`efficient_last_stage`, :func:`stem_16_hswish`,
+    :func:`hswish_second_half` (``from_resolution`` / ``from_index``) and :func:`fixed_se`.
+
+    A spec that already has the efficient last stage (a search in the ``mobilenetv3`` space,
+    whose skeleton has it) keeps its head; every other failure of a step is raised. The
+    result is named ``name`` or ``<spec.name>_v3``. Applied to the paper's pre-redesign
+    networks (``experiments/specs_pre_redesign/``) it gives Tables 1 and 2.
+    """
+    spec = _check_spec(spec)
+    out = spec if spec.head.hidden_channels is not None else efficient_last_stage(spec)
+    out = fixed_se(hswish_second_half(stem_16_hswish(out), from_resolution, from_index))
+    return out.replace(name=name or f"{spec.name}_v3")
+
+
+# --------------------------------------------------------------------------- reduced tail (Tables 6-7)
+# The paper's detection and segmentation backbones halve the channels after the C4 tap: Table 6's
+# "†" rows ("channels in the blocks between C4 and C5 are reduced by a factor of 2") and Table 7's
+# RF2 ("reduce the filters in the last block by a factor of 2").
+
+
+def _c4_block_index(spec: ArchSpec) -> int:
+    """Index of the first block whose output reaches output stride 32 (its expansion is the C4 tap)."""
+    stride = spec.stem.stride
+    for index, block in enumerate(spec.blocks):
+        stride *= block.stride
+        if stride >= 32:
+            return index
+    raise SpecError("blocks", f"{spec.name!r} never reaches output stride 32 (its blocks end at 1/{stride}), "
+                              "so it has no tail between C4 and C5 to reduce")
+
+
+def reduced_tail(spec: ArchSpec, divisor: int = 2, *, reduce_c4_expansion: bool = False) -> ArchSpec:
+    """``spec`` with the channels between the C4 tap and C5 divided by ``divisor``.
+
+    The C4 block is the first block that reaches 1/32 (Table 1's 13th bneck in V3-Large, Table 2's
+    9th in V3-Small). Its output and every later block's output and expansion are divided (then
+    rounded with :func:`make_divisible`); SE widths follow their expansion (MobileNetV3's rule is
+    recomputed, other widths scale); a block without an expansion layer keeps none; the head's
+    1x1 conv and hidden layer are divided too. With the default this is torchvision's
+    ``mobilenet_v3_*(reduced_tail=True)`` and Table 6's "†" backbones: the C4 expansion itself
+    (672 / 288, the tapped layer) keeps its width.
+
+    ``reduce_c4_expansion=True`` also divides the C4 block's expansion (672 -> 336, 288 -> 144):
+    DeepLab's ``mobilenet_v3_*_seg`` definition, i.e. Table 7's RF2, whose published parameter
+    counts (1.51M, 0.47M) it reproduces.
+    """
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise SpecError("divisor", f"{divisor!r} is not a positive integer")
+    if not isinstance(reduce_c4_expansion, bool):
+        raise SpecError("reduce_c4_expansion", f"{reduce_c4_expansion!r} is not a boolean")
+    if divisor == 1:
+        return spec
+    start = _c4_block_index(spec)
+    blocks = list(spec.blocks[:start])
+    in_old = in_new = spec.blocks[start - 1].out_channels if start else spec.stem.out_channels
+    for index, block in enumerate(spec.blocks[start:], start):
+        exp = block.expansion_channels
+        if exp is None:
+            new_exp = None
+        elif exp == in_old:
+            new_exp = in_new  # no expansion layer: stays so
+        elif index > start or reduce_c4_expansion:
+            new_exp = make_divisible(exp / divisor)
+        else:
+            new_exp = exp
+        se = block.se_channels
+        if se and new_exp != exp:
+            se = se_width(new_exp) if se == se_width(exp) else max(1, round(se * new_exp / exp))
+        out = make_divisible(block.out_channels / divisor)
+        blocks.append(dataclasses.replace(block, expansion_channels=new_exp, out_channels=out, se_channels=se))
+        in_old, in_new = block.out_channels, out
+    head = spec.head
+    conv = make_divisible(head.conv_channels / divisor) if head.conv_channels is not None else None
+    hidden = make_divisible(head.hidden_channels / divisor) if head.hidden_channels is not None else None
+    suffix = f"rf{divisor}" if reduce_c4_expansion else f"rt{divisor}"
+    return spec.replace(name=f"{spec.name}_{suffix}", blocks=tuple(blocks),
+                        head=dataclasses.replace(head, conv_channels=conv, hidden_channels=hidden))
