@@ -1,0 +1,1 @@
+"""Experiments: command-line runs over the library (benchmarks, searches, figures)."""

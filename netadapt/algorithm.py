@@ -1,0 +1,404 @@
+"""The NetAdapt loop (Yang et al. 2018, as MobileNetV3 Section 4.2 uses it).
+
+``run_netadapt(NetAdaptConfig(...))`` is what ``python -m netadapt.run`` calls:
+
+1. the seed: the input spec with ``weights`` (checked to fit) or, without them, pre-trained on the
+   proxy task; its predicted latency L0 on ``target`` and its proxy accuracy;
+2. each iteration k: the step target is delta_k (``step_ms``, or ``step_ratio`` x L0; with the
+   ``decay`` schedule delta_1 x ``step_decay`` ** (k - 1)), but never more than what is left to
+   the budget; every proposal (:mod:`netadapt.proposals`) inherits the current weights, is
+   fine-tuned ``finetune_steps`` steps and scored, as Ray tasks; the best by ``select`` is kept:
+   ``ratio`` maximises (accuracy - current accuracy) / |latency cut| (MobileNetV3), ``accuracy``
+   maximises accuracy (the original NetAdapt);
+3. when the predicted latency is within the budget: a long-term fine-tune of the final spec.
+
+Bad inputs: a budget at or above L0 finishes at once with the unchanged spec; a budget no proposal
+can reach stops with the best (narrowest) spec reached as ``final.yaml``; weights that do not fit
+the spec raise :class:`~netadapt.weights.WeightsMismatch` naming the first mismatched tensor.
+
+Everything a run decides is in ``journal.jsonl`` (see :mod:`netadapt.journal`); with ``resume`` a
+killed run continues where it stopped, without redoing a finished proposal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from latency import predict_ms, resolve_table
+from latency.table import atomic_write_text
+from search_spaces import ArchSpec
+
+from .config import (DEFAULT_PROXY, NetAdaptConfig, NetAdaptError, NetAdaptResult, expected_iterations, step_ms_at,
+                     within_budget)
+from .executor import ProposalExecutor
+from .journal import Journal
+from .proposals import make_proposals, narrowest
+from .report import trajectory_plot, write_history
+from .selection import select_proposal, selection_metric
+
+RESUME_KEYS = ("spec_hash", "target", "budget_ms", "budget_ratio", "step_ratio", "step_ms", "schedule", "step_decay",
+               "select", "kinds", "finetune_steps", "finetune_lr", "pretrain_epochs", "data", "val_size", "proxy_resolution",
+               "proxy_overrides", "seed", "weights")
+
+
+# --------------------------------------------------------------------------- the run
+class _Run:
+    """One run's state, files and Ray plumbing (private: :func:`run_netadapt` is the API)."""
+
+    def __init__(self, config: NetAdaptConfig, spec: ArchSpec, log: Callable[[str], None]):
+        self.config, self.spec, self.log = config, spec, log
+        self.out = Path(config.out).resolve()
+        self.journal = Journal(self.out / "journal.jsonl")
+        self.table = resolve_table(config.target)
+        self.initial_ms = predict_ms(spec, self.table)
+        self.budget_ms = config.budget_ms if config.budget_ms is not None else config.budget_ratio * self.initial_ms
+        self.records: list[dict] = []
+        self.executor = ProposalExecutor(config.concurrency, config.cpus_per_proposal, config.retries, config.address)
+
+    # ----------------------------------------------------------------- files
+    def prepare(self) -> None:
+        saved = self.out / "config.json"
+        settings = dict(self.config.to_dict(), spec_hash=self.spec.hash, spec_name=self.spec.name)
+        if saved.exists() and not self.config.resume:
+            raise NetAdaptError(f"out: {self.out} already holds a NetAdapt run; pass --resume to continue it "
+                                "or choose another --out")
+        if saved.exists():
+            previous = json.loads(saved.read_text())
+            for key in RESUME_KEYS:
+                if previous.get(key) != settings.get(key):
+                    raise NetAdaptError(f"resume: {key} was {previous.get(key)!r} in {saved}, now "
+                                        f"{settings.get(key)!r}; resume with the same settings")
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, json.dumps(settings, indent=2) + "\n")
+        self.records = self.journal.repair() if self.config.resume else []
+
+    def record(self, record: dict) -> None:
+        self.journal.append(record)
+        self.records.append(record)
+
+    def write_outputs(self) -> None:
+        write_history(self.records, self.out / "history.csv")
+        if any(r["type"] == "seed" for r in self.records):
+            trajectory_plot(self.records, self.out / "trajectory.png", target=self.config.target,
+                            budget_ms=self.budget_ms, select=self.config.select)
+
+    def spec_file(self, spec: ArchSpec, filename: str, name: str, header: str) -> ArchSpec:
+        spec = spec.replace(name=name)
+        atomic_write_text(self.out / filename, spec.to_yaml(header=header))
+        return spec
+
+    # ----------------------------------------------------------------- data and training
+    def setup_training(self) -> None:
+        from nas.data import ProxyData, load_data
+        from nas.proxy import ProxyConfig
+
+        c = self.config
+        if isinstance(c.data, ProxyData):
+            self.data = c.data
+        else:
+            self.data = load_data(c.data, seed=c.seed, val_size=c.val_size)
+        try:
+            proxy = ProxyConfig.from_dict({**DEFAULT_PROXY, **c.proxy_overrides})
+        except (TypeError, ValueError) as err:
+            raise NetAdaptError(f"proxy: {err}; see nas.proxy.ProxyConfig for the settings") from None
+        if c.proxy_resolution is not None:
+            proxy = proxy.replace(resolution=c.proxy_resolution)
+        if c.pretrain_epochs is not None:
+            proxy = proxy.replace(epochs=c.pretrain_epochs)
+        self.proxy = proxy.replace(seed=c.seed, threads=max(1, int(c.cpus_per_proposal)))
+        # The seed's pre-training and the long-term fine-tune run in this process with as many
+        # threads as one proposal gets: more threads than free cores only spin on a busy machine.
+        self.driver_threads = self.proxy.threads
+
+    def finetune_proxy(self, steps: int, seed: int):
+        from .finetune import finetune_config
+
+        return finetune_config(self.proxy, self.data, steps, self.config.finetune_lr, seed)
+
+    def seed_step(self) -> dict:
+        """The seed record: journaled already, or made now (weights checked, or pre-training)."""
+        seed = next((r for r in self.records if r["type"] == "seed"), None)
+        if seed is not None and (self.out / "seed.pt").exists():
+            return seed
+        from nas.proxy import torch_threads
+
+        from .finetune import load_model, score, trained_spec
+        from .weights import check_fits, load_weights, save_weights
+
+        c, start = self.config, time.perf_counter()
+        with torch_threads(self.driver_threads):
+            if c.weights is not None:
+                state = load_weights(c.weights)
+                check_fits(state, trained_spec(self.spec, self.data, self.proxy))
+                model = load_model(self.spec, state, self.data, self.proxy)
+                accuracy, _ = score(model, self.data, self.proxy)
+                source = f"weights {c.weights}"
+            else:
+                from nas.proxy import TrainingDiverged, train
+
+                self.log(f"pre-training the seed {self.spec.name} on {self.data.name} "
+                         f"({self.proxy.total_steps(self.data)} steps; pass --weights to skip)")
+                model = load_model(self.spec, None, self.data, self.proxy)
+                try:
+                    train(model, self.data, self.proxy)
+                except TrainingDiverged as err:
+                    raise NetAdaptError(f"pre-training the seed diverged: {err} (e.g. --proxy lr=0.05)") from None
+                accuracy, _ = score(model, self.data, self.proxy)
+                source = "pre-trained on the proxy task"
+        save_weights(model.state_dict(), self.out / "seed.pt")
+        self.spec_file(self.spec, "iter_00.yaml", f"{self.spec.name}-netadapt-iter00",
+                       f"NetAdapt seed ({source}): predicted {self.initial_ms:.3f} ms on {c.target}, "
+                       f"proxy accuracy {100 * accuracy:.2f} %")
+        seed = {"type": "seed", "spec": self.spec.to_dict(), "hash": self.spec.hash, "latency_ms": self.initial_ms,
+                "budget_ms": self.budget_ms, "accuracy": accuracy, "source": source,
+                "seconds": time.perf_counter() - start}
+        self.record(seed)
+        return seed
+
+    def run_proposals(self, iteration: int, parent: ArchSpec, parent_state: dict, parent_accuracy: float,
+                      pending: list, bar) -> None:
+        """Evaluate ``pending`` proposals (Ray tasks); journal each as it finishes."""
+        from .weights import save_weights
+
+        proxy = dataclasses.asdict(self.finetune_proxy(self.config.finetune_steps, self.config.seed + iteration))
+        by_index = {p.index: p for p in pending}
+        jobs = [{"index": p.index, "spec": p.spec.to_dict(), "parent_spec": parent.to_dict(), "proxy": proxy}
+                for p in pending]
+        for job, result in self.executor.run(jobs, parent_state, self.data):
+            p = by_index[job["index"]]
+            state, weights, metric = result.pop("state", None), None, None
+            if state is not None:
+                weights = f"proposals/iter_{iteration:02d}/p{p.index:02d}.pt"
+                save_weights(state, self.out / weights)
+            if result["status"] == "ok":
+                metric = selection_metric(result["accuracy_after"], parent_accuracy, p.cut_ms, self.config.select)
+            self.record({"type": "proposal", "iteration": iteration, "index": p.index, "name": p.name,
+                         "hash": p.spec.hash, "channels": p.channels, "latency_ms": p.latency_ms, "cut_ms": p.cut_ms,
+                         "status": result["status"], "reason": result.get("reason", ""),
+                         "accuracy_before": result.get("accuracy_before"),
+                         "accuracy_after": result.get("accuracy_after"), "metric": metric,
+                         "train_loss": result.get("train_loss"), "seconds": result.get("seconds"),
+                         "cpu_seconds": result.get("cpu_seconds"), "weights": weights})
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{p.name} {p.channels}: {result['status']}")
+
+    # ----------------------------------------------------------------- the loop
+    def current(self, seed: dict) -> tuple[ArchSpec, float, float, int]:
+        """(spec, latency, accuracy, iterations done) after the last chosen proposal."""
+        chosen = [r for r in self.records if r["type"] == "chosen"]
+        if not chosen:
+            return self.spec, seed["latency_ms"], seed["accuracy"], 0
+        last = chosen[-1]
+        return ArchSpec.from_dict(last["spec"]), last["latency_ms"], last["accuracy"], last["iteration"]
+
+    def weights_of(self, iteration: int):
+        from .weights import load_weights
+
+        return load_weights(self.out / ("seed.pt" if iteration == 0 else f"iter_{iteration:02d}.pt"))
+
+    def iterate(self, seed: dict) -> tuple[str, str]:
+        """Shrink until the budget is met; returns (status, message)."""
+        c = self.config
+        spec, latency_ms, accuracy, done_iterations = self.current(seed)
+        outer = inner = None
+        if c.progress:
+            from tqdm import tqdm
+
+            total = done_iterations + expected_iterations(latency_ms, self.budget_ms, c) if not within_budget(
+                latency_ms, self.budget_ms) else done_iterations
+            outer = tqdm(total=max(total, done_iterations), initial=done_iterations, unit="iter", desc="netadapt",
+                         position=0, smoothing=0)
+            inner = tqdm(total=0, unit="proposal", desc="proposals", position=1, leave=False, smoothing=0)
+        try:
+            while not within_budget(latency_ms, self.budget_ms):
+                iteration = done_iterations + 1
+                if c.max_iterations is not None and iteration > c.max_iterations:
+                    return "stopped", (f"stopped after --max-iterations {c.max_iterations}: {latency_ms:.3f} ms "
+                                       f"predicted, budget {self.budget_ms:.3f} ms not reached yet")
+                delta = step_ms_at(iteration, self.initial_ms, c)
+                target_ms = min(delta, latency_ms - self.budget_ms)
+                proposals = make_proposals(spec, target_ms, self.table, c.kinds)
+                listed = next((r for r in self.records if r["type"] == "iteration" and r["iteration"] == iteration), None)
+                if listed is None:
+                    self.record({"type": "iteration", "iteration": iteration, "step_ms": delta,
+                                 "step_target_ms": target_ms, "parent_hash": spec.hash, "parent_latency_ms": latency_ms,
+                                 "proposals": [p.to_dict() for p in proposals]})
+                elif [p["hash"] for p in listed["proposals"]] != [p.to_dict()["hash"] for p in proposals]:
+                    raise NetAdaptError(f"resume: the proposals of iteration {iteration} differ from the journal's; "
+                                        "the latency table or the code changed since the run started")
+                feasible = [p for p in proposals if p.feasible]
+                skipped = [p for p in proposals if not p.feasible]
+                if not feasible:
+                    floor_ms = predict_ms(narrowest(spec), self.table)
+                    return "unreachable", (
+                        f"budget {self.budget_ms:.3f} ms unreachable: no proposal cuts the step target "
+                        f"{target_ms:.4f} ms from {latency_ms:.3f} ms (e.g. {skipped[0].name}: {skipped[0].reason}); "
+                        f"the narrowest network of this topology predicts {floor_ms:.3f} ms. Kept the best spec "
+                        f"reached ({latency_ms:.3f} ms, iteration {iteration - 1}) as final.yaml"
+                        + ("" if floor_ms > self.budget_ms else "; a smaller step (--step-ratio) may get closer"))
+                finished = {r["index"]: r for r in self.records
+                            if r["type"] == "proposal" and r["iteration"] == iteration
+                            and (r["weights"] is None or (self.out / r["weights"]).exists())}
+                pending = [p for p in feasible if p.index not in finished]
+                if finished:
+                    self.log(f"resuming iteration {iteration}: {len(feasible) - len(pending)} of {len(feasible)} "
+                             "proposals already done")
+                if inner is not None:
+                    inner.reset(total=len(feasible))
+                    inner.update(len(feasible) - len(pending))
+                    inner.set_description(f"iter {iteration} proposals")
+                parent_state = self.weights_of(done_iterations)
+                self.run_proposals(iteration, spec, parent_state, accuracy, pending, inner)
+                results = [dict(r) for r in self.records if r["type"] == "proposal" and r["iteration"] == iteration]
+                best = select_proposal(results, accuracy, c.select)
+                if best is None:
+                    first = next(r for r in results if r["status"] != "ok")
+                    raise NetAdaptError(f"every proposal of iteration {iteration} failed; the first: {first['name']}: "
+                                        f"{first['reason']}")
+                proposal = next(p for p in feasible if p.index == best["index"])
+                self.choose(iteration, proposal, best, skipped)
+                spec, latency_ms, accuracy, done_iterations = self.current(seed)
+                if outer is not None:
+                    outer.total = max(outer.total, iteration)
+                    outer.update(1)
+                    outer.set_postfix_str(f"{latency_ms:.3f} ms, acc {100 * accuracy:.1f} %")
+            return "done", ""
+        finally:
+            for bar in (inner, outer):
+                if bar is not None:
+                    bar.close()
+
+    def choose(self, iteration: int, proposal, best: dict, skipped: list) -> None:
+        name = f"{self.spec.name}-netadapt-iter{iteration:02d}"
+        spec = self.spec_file(proposal.spec, f"iter_{iteration:02d}.yaml", name,
+                              f"NetAdapt iteration {iteration} of {self.out.name}: {proposal.name} "
+                              f"{proposal.channels}, predicted {proposal.latency_ms:.3f} ms on {self.config.target} "
+                              f"(budget {self.budget_ms:.3f} ms), proxy accuracy {100 * best['accuracy_after']:.2f} % "
+                              f"after {self.config.finetune_steps} fine-tune steps")
+        shutil.copyfile(self.out / best["weights"], self.out / f".iter_{iteration:02d}.pt.tmp")
+        os.replace(self.out / f".iter_{iteration:02d}.pt.tmp", self.out / f"iter_{iteration:02d}.pt")
+        self.record({"type": "chosen", "iteration": iteration, "index": proposal.index, "name": proposal.name,
+                     "channels": proposal.channels, "spec": spec.to_dict(), "hash": spec.hash,
+                     "latency_ms": proposal.latency_ms, "cut_ms": proposal.cut_ms,
+                     "accuracy": best["accuracy_after"], "metric": best["metric"]})
+        shutil.rmtree(self.out / "proposals" / f"iter_{iteration:02d}", ignore_errors=True)
+        self.write_outputs()
+        self.log(f"iteration {iteration}: {proposal.name} {proposal.channels} -> {proposal.latency_ms:.3f} ms "
+                 f"(cut {proposal.cut_ms:.3f} ms), proxy accuracy {100 * best['accuracy_after']:.2f} %"
+                 + (f"; {len(skipped)} proposal(s) skipped" if skipped else ""))
+
+    def finish(self, seed: dict, status: str) -> tuple[ArchSpec, float | None]:
+        """final.yaml and final.pt: after a long-term fine-tune when the budget was met."""
+        from .weights import save_weights
+
+        spec, latency_ms, accuracy, iterations = self.current(seed)
+        final = next((r for r in self.records if r["type"] == "final"), None)
+        name = f"{self.spec.name}-netadapt"
+        if final is not None and (self.out / "final.pt").exists():
+            return ArchSpec.from_dict(final["spec"]), final.get("accuracy")
+        state = self.weights_of(iterations)
+        accuracy_before = accuracy
+        steps = self.config.long_finetune_steps if status == "done" else 0
+        if steps:
+            from nas.proxy import torch_threads
+
+            from .finetune import load_model, train_and_score
+
+            self.log(f"long-term fine-tune of the final spec: {steps} steps")
+            config = self.finetune_proxy(steps, self.config.seed + 100_003).replace(threads=self.driver_threads)
+            from nas.proxy import TrainingDiverged
+
+            try:
+                with torch_threads(self.driver_threads):
+                    model = load_model(spec, state, self.data, config)
+                    scores = train_and_score(model, self.data, config)
+                accuracy_before, accuracy = scores["accuracy_before"], scores["accuracy_after"]
+                state = model.state_dict()
+            except TrainingDiverged as err:
+                self.log(f"the long-term fine-tune diverged ({err}); final.pt keeps the weights of iteration "
+                         f"{iterations}")
+                steps = 0
+        save_weights(state, self.out / "final.pt")
+        shutil.rmtree(self.out / "proposals", ignore_errors=True)  # left over when a kill came mid-cleanup
+        what = {"done": f"after a {steps}-step long-term fine-tune",
+                "unreachable": "budget NOT met (best spec reached; no long-term fine-tune)",
+                "stopped": "budget not reached yet (stopped; no long-term fine-tune)"}[status]
+        final_spec = self.spec_file(spec, "final.yaml", name,
+                                    f"NetAdapt result of {self.out.name}: predicted {latency_ms:.3f} ms on "
+                                    f"{self.config.target} (from {self.initial_ms:.3f} ms, budget "
+                                    f"{self.budget_ms:.3f} ms), proxy accuracy {100 * accuracy:.2f} % {what}")
+        self.record({"type": "final", "status": status, "spec": final_spec.to_dict(), "hash": final_spec.hash,
+                     "iterations": iterations, "latency_ms": latency_ms, "accuracy_before": accuracy_before,
+                     "accuracy": accuracy, "long_finetune_steps": steps})
+        return final_spec, accuracy
+
+
+def _resolve(spec: str | ArchSpec) -> ArchSpec:
+    if isinstance(spec, ArchSpec):
+        return spec
+    from search_spaces.spec import resolve_spec
+
+    return resolve_spec(spec)
+
+
+def run_netadapt(config: NetAdaptConfig, log: Callable[[str], None] | None = None) -> NetAdaptResult:
+    """Run NetAdapt as ``config`` says (see the module docstring); returns the outcome.
+
+    Raises :class:`NetAdaptError` for bad settings, :class:`~netadapt.weights.WeightsMismatch` for
+    weights that do not fit, :class:`search_spaces.SpecError`, :class:`latency.MissingOpsError`.
+    """
+    start = time.perf_counter()
+    config.check()
+    if log is None:
+        log = _default_log(config.progress)
+    spec = _resolve(config.spec)
+    run = _Run(config, spec, log)
+    run.prepare()
+
+    def result(status, message, final_spec, latency_ms, iterations, seed_accuracy, accuracy) -> NetAdaptResult:
+        out = NetAdaptResult(status, message, final_spec, run.initial_ms, latency_ms, run.budget_ms, iterations,
+                             seed_accuracy, accuracy, run.out, round(time.perf_counter() - start, 1))
+        atomic_write_text(run.out / "summary.json", json.dumps(out.to_dict(), indent=2) + "\n")
+        return out
+
+    if within_budget(run.initial_ms, run.budget_ms):
+        message = (f"budget {run.budget_ms:.3f} ms is at or above the current latency {run.initial_ms:.3f} ms of "
+                   f"{spec.name} on {config.target}: nothing to shrink; final.yaml is the spec unchanged")
+        atomic_write_text(run.out / "final.yaml", spec.to_yaml(header=message))
+        if config.weights is not None:
+            from .weights import load_weights, save_weights
+
+            save_weights(load_weights(config.weights), run.out / "final.pt")
+        run.write_outputs()
+        return result("within_budget", message, spec, run.initial_ms, 0, None, None)
+
+    run.setup_training()
+    try:
+        seed = run.seed_step()
+        run.write_outputs()
+        status, message = run.iterate(seed)
+        final_spec, accuracy = run.finish(seed, status)
+    finally:
+        run.executor.close()
+    run.write_outputs()
+    _, latency_ms, _, iterations = run.current(seed)
+    if status == "done":
+        message = (f"reached {latency_ms:.3f} ms (budget {run.budget_ms:.3f} ms, from {run.initial_ms:.3f} ms) on "
+                   f"{config.target} in {iterations} iteration(s); proxy accuracy {100 * seed['accuracy']:.2f} % -> "
+                   f"{100 * accuracy:.2f} % after the long-term fine-tune")
+    return result(status, message, final_spec, latency_ms, iterations, seed["accuracy"], accuracy)
+
+
+def _default_log(progress: bool) -> Callable[[str], None]:
+    if progress:
+        from tqdm import tqdm
+
+        return tqdm.write
+    return lambda line: print(line, flush=True)

@@ -1,0 +1,159 @@
+"""NetAdapt's settings (:class:`NetAdaptConfig`), its outcome (:class:`NetAdaptResult`) and the
+step schedule: delta_k = ``step_ms`` (or ``step_ratio`` x the seed's latency), times
+``step_decay`` ** (k - 1) with the ``decay`` schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from search_spaces import ArchSpec
+
+from .proposals import KINDS
+from .selection import SELECTIONS
+
+SCHEDULES = ("constant", "decay")
+STATUSES = ("done", "within_budget", "unreachable", "stopped")
+# The proxy settings NetAdapt uses unless told otherwise (``proxy_overrides`` replace them): the
+# proxy's own, with BN statistics measured on 4 batches instead of 8 (every proposal is scored twice).
+DEFAULT_PROXY: dict = {"bn_recalibration_batches": 4}
+
+
+class NetAdaptError(ValueError):
+    """A bad setting or a run that cannot go on; the message says what to change."""
+
+
+@dataclass
+class NetAdaptConfig:
+    """What ``python -m netadapt.run`` takes (its flags, one field each; see ``--help``).
+
+    ``spec``: an ArchSpec, or a YAML path / reference name / arch string. Exactly one of
+    ``budget_ms`` and ``budget_ratio`` (of the spec's predicted latency on ``target``). ``data``: a
+    :func:`nas.data.load_data` source, or a ProxyData used as given (``val_size`` then does not
+    apply). ``proxy_overrides``: :class:`nas.proxy.ProxyConfig` fields for the pre-training and the
+    fine-tunes (batch size, BN recalibration, ...). ``weights``: the seed's state dict for the proxy
+    model; without it the seed is pre-trained on the proxy task (``pretrain_epochs``).
+    """
+
+    spec: str | ArchSpec
+    target: str = "pixel1"
+    budget_ms: float | None = None
+    budget_ratio: float | None = None
+    step_ratio: float = 0.01
+    step_ms: float | None = None
+    schedule: str = "constant"
+    step_decay: float = 0.96
+    select: str = "ratio"
+    kinds: tuple[str, ...] = KINDS
+    finetune_steps: int = 10
+    long_finetune_steps: int = 200
+    finetune_lr: float = 0.01
+    pretrain_epochs: float | None = None  # None: the proxy's default schedule
+    weights: str | None = None
+    data: object = "default"  # a nas.data source string, or a ProxyData (used as given)
+    val_size: int | None = 512  # images of the validation split that score proposals (None: all)
+    proxy_resolution: int | None = None
+    proxy_overrides: dict = field(default_factory=dict)
+    out: str = "runs/netadapt"
+    resume: bool = False
+    seed: int = 0
+    concurrency: int = 2
+    cpus_per_proposal: float = 1.0
+    address: str | None = None
+    max_iterations: int | None = None
+    retries: int = 1
+    progress: bool = True
+
+    def check(self) -> None:
+        def bad(name: str, fix: str) -> NetAdaptError:
+            return NetAdaptError(f"{name}: {getattr(self, name)!r} {fix}")
+
+        if (self.budget_ms is None) == (self.budget_ratio is None):
+            raise NetAdaptError("budget: give exactly one of budget_ms (--budget-ms) and budget_ratio (--budget-ratio)")
+        if self.budget_ms is not None and not self.budget_ms > 0:
+            raise bad("budget_ms", "must be a positive latency in ms")
+        if self.budget_ratio is not None and not self.budget_ratio > 0:
+            raise bad("budget_ratio", "must be a positive fraction of the spec's latency (e.g. 0.9)")
+        if self.step_ms is not None and not self.step_ms > 0:
+            raise bad("step_ms", "must be a positive latency in ms")
+        if self.step_ms is None and not 0 < self.step_ratio < 1:
+            raise bad("step_ratio", "must be in (0, 1) (the paper's 0.01)")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"is not one of {', '.join(SCHEDULES)}")
+        if not 0 < self.step_decay <= 1:
+            raise bad("step_decay", "must be in (0, 1]")
+        if self.select not in SELECTIONS:
+            raise bad("select", f"is not one of {', '.join(SELECTIONS)}")
+        if not self.kinds or any(k not in KINDS for k in self.kinds):
+            raise bad("kinds", f"must be a non-empty subset of {', '.join(KINDS)}")
+        for name in ("finetune_steps", "long_finetune_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise bad(name, "must be an integer >= 0")
+        if self.finetune_steps < 1:
+            raise bad("finetune_steps", "must be at least 1 (proposals are compared after fine-tuning)")
+        if not self.finetune_lr > 0:
+            raise bad("finetune_lr", "must be positive")
+        if self.pretrain_epochs is not None and not self.pretrain_epochs > 0:
+            raise bad("pretrain_epochs", "must be positive")
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise bad("concurrency", "must be an integer >= 1")
+        if not self.cpus_per_proposal > 0:
+            raise bad("cpus_per_proposal", "must be positive")
+        if self.val_size is not None and (isinstance(self.val_size, bool) or not isinstance(self.val_size, int)
+                                          or self.val_size < 1):
+            raise bad("val_size", "must be None (the whole validation split) or an integer >= 1")
+        if self.max_iterations is not None and self.max_iterations < 1:
+            raise bad("max_iterations", "must be None or >= 1")
+
+    @property
+    def data_name(self) -> str:
+        return self.data if isinstance(self.data, str) else f"<in memory: {getattr(self.data, 'name', '?')}>"
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("spec", "data")}
+        out.update(kinds=list(self.kinds), data=self.data_name)
+        return out
+
+
+@dataclass
+class NetAdaptResult:
+    status: str  # one of STATUSES
+    message: str
+    spec: ArchSpec  # the final spec (the input spec when within_budget)
+    initial_latency_ms: float
+    latency_ms: float
+    budget_ms: float
+    iterations: int
+    seed_accuracy: float | None
+    accuracy: float | None  # after the long-term fine-tune (done), else the last short fine-tune
+    out: Path
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "within_budget")
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out.update(spec=self.spec.name, spec_hash=self.spec.hash, out=str(self.out))
+        return out
+
+
+def step_ms_at(iteration: int, initial_ms: float, config: NetAdaptConfig) -> float:
+    """delta_k of the schedule (iteration k = 1, 2, ...)."""
+    first = config.step_ms if config.step_ms is not None else config.step_ratio * initial_ms
+    return first * (config.step_decay ** (iteration - 1) if config.schedule == "decay" else 1.0)
+
+
+def expected_iterations(initial_ms: float, budget_ms: float, config: NetAdaptConfig) -> int:
+    latency, k = initial_ms, 0
+    while latency > budget_ms + 1e-9 and k < 10_000:
+        k += 1
+        latency -= step_ms_at(k, initial_ms, config)
+    return k
+
+
+def within_budget(latency_ms: float, budget_ms: float) -> bool:
+    return latency_ms <= budget_ms + 1e-9

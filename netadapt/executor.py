@@ -1,0 +1,73 @@
+"""Proposals of an iteration as Ray tasks, at most ``concurrency`` at a time.
+
+Ray is started here only when it is not running already (``ray.init(num_cpus=...)``, or joining
+``address``), and shut down only if it was started here. The proxy data set is put in the object
+store once per run, the parent's weights once per iteration; results come back as they finish, so
+the caller can journal each one at once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Iterator
+
+
+class ProposalExecutor:
+    def __init__(self, concurrency: int, cpus_per_proposal: float = 1.0, retries: int = 1,
+                 address: str | None = None):
+        self.concurrency, self.cpus_per_proposal = concurrency, cpus_per_proposal
+        self.retries, self.address = retries, address
+        self.started_ray = False
+        self._task = self._data_ref = None
+        self._data_id = None
+
+    def start(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        init = {"address": self.address} if self.address else {
+            "num_cpus": max(1, math.ceil(self.concurrency * self.cpus_per_proposal)), "include_dashboard": False}
+        ray.init(log_to_driver=False, configure_logging=False, **init)
+        self.started_ray = True
+
+    def close(self) -> None:
+        if self.started_ray:
+            import ray
+
+            ray.shutdown()
+            self.started_ray = False
+        self._task = self._data_ref = self._data_id = None
+
+    def run(self, jobs: list[dict], parent_state: dict, data) -> Iterator[tuple[dict, dict]]:
+        """Yield ``(job, result)`` as each of ``jobs`` finishes (:func:`netadapt.finetune.evaluate_proposal`);
+        a task whose worker died yields a result with ``status="error"``."""
+        import ray
+
+        from .finetune import evaluate_proposal
+
+        if not jobs:
+            return
+        self.start()
+        if self._task is None:
+            self._task = ray.remote(evaluate_proposal).options(num_cpus=self.cpus_per_proposal,
+                                                               max_retries=self.retries)
+        if self._data_id != id(data):
+            self._data_ref, self._data_id = ray.put(data), id(data)
+        parent_ref = ray.put(parent_state)
+        queue, running = list(jobs), {}
+        while queue or running:
+            while queue and len(running) < self.concurrency:
+                job = queue.pop(0)
+                running[self._task.remote(job, parent_ref, self._data_ref)] = job
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                job = running.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as err:  # the worker died (out of memory, killed)
+                    result = {"index": job["index"], "status": "error",
+                              "reason": f"{type(err).__name__}: {str(err)[:300]}", "state": None}
+                yield job, result

@@ -1,0 +1,95 @@
+"""A run's tables and plot, rebuilt from its journal: ``history.csv`` and ``trajectory.png``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from latency.table import atomic_write_text
+
+HISTORY_COLUMNS = ["iteration", "proposal", "proposal_index", "kind", "channels", "from_channels", "to_channels",
+                   "predicted_latency_ms", "latency_cut_ms", "step_target_ms", "accuracy_before", "accuracy_after",
+                   "metric", "chosen", "status", "reason", "seconds"]
+
+
+def _nan(value):
+    return math.nan if value is None else value
+
+
+def history(records: list[dict]) -> pd.DataFrame:
+    """One row for the seed (iteration 0) and one per proposal of every iteration, skipped ones
+    included; ``metric`` is the selection metric, ``chosen`` marks the proposal each iteration kept."""
+    seed = next((r for r in records if r["type"] == "seed"), None)
+    rows = []
+    if seed is not None:
+        rows.append({"iteration": 0, "proposal": "seed", "proposal_index": -1, "kind": "seed", "channels": "",
+                     "predicted_latency_ms": seed["latency_ms"], "accuracy_after": _nan(seed.get("accuracy")),
+                     "chosen": True, "status": "ok"})
+    done = {(r["iteration"], r["index"]): r for r in records if r["type"] == "proposal"}
+    chosen = {(r["iteration"], r["index"]) for r in records if r["type"] == "chosen"}
+    for it in (r for r in records if r["type"] == "iteration"):
+        for p in it["proposals"]:
+            key = (it["iteration"], p["index"])
+            row = {"iteration": it["iteration"], "proposal": p["name"], "proposal_index": p["index"], "kind": p["kind"],
+                   "channels": f"{p['from_channels']}->{p['to_channels'] if p['to_channels'] is not None else ''}",
+                   "from_channels": p["from_channels"], "to_channels": p["to_channels"],
+                   "predicted_latency_ms": p["latency_ms"], "latency_cut_ms": p["cut_ms"],
+                   "step_target_ms": p["step_target_ms"], "chosen": key in chosen}
+            if p["to_channels"] is None:
+                row.update(status="skipped", reason=p["reason"])
+            elif key in done:
+                r = done[key]
+                row.update(accuracy_before=_nan(r.get("accuracy_before")), accuracy_after=_nan(r.get("accuracy_after")),
+                           metric=_nan(r.get("metric")), status=r["status"], reason=r.get("reason", ""),
+                           seconds=r.get("seconds"))
+            else:
+                row.update(status="pending")
+            rows.append(row)
+    df = pd.DataFrame(rows).reindex(columns=HISTORY_COLUMNS)
+    for column in ("from_channels", "to_channels"):  # integers with gaps (the seed, skipped proposals)
+        df[column] = df[column].astype("Int64")
+    return df
+
+
+def write_history(records: list[dict], path: Path) -> pd.DataFrame:
+    df = history(records)
+    atomic_write_text(path, df.to_csv(index=False))
+    return df
+
+
+def trajectory_plot(records: list[dict], path: Path, *, target: str, budget_ms: float, select: str) -> None:
+    """Proxy accuracy vs predicted latency: every evaluated proposal (faint), the chosen path, the
+    budget, and the final network after the long-term fine-tune (a star)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = history(records)
+    evaluated = df[df["status"] == "ok"]
+    path_rows = df[df["chosen"] & df["accuracy_after"].notna()].sort_values("iteration")
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    if not evaluated.empty:
+        ax.scatter(evaluated["predicted_latency_ms"], 100 * evaluated["accuracy_after"], s=10, color="0.7",
+                   label="proposals (after short fine-tune)")
+    ax.plot(path_rows["predicted_latency_ms"], 100 * path_rows["accuracy_after"], "-o", color="C0", ms=4,
+            label="chosen (seed first)")
+    for _, row in path_rows.iterrows():
+        ax.annotate(str(int(row["iteration"])), (row["predicted_latency_ms"], 100 * row["accuracy_after"]),
+                    fontsize=6, xytext=(2, 2), textcoords="offset points")
+    final = next((r for r in records if r["type"] == "final"), None)
+    if final is not None and final.get("accuracy") is not None:
+        ax.scatter([final["latency_ms"]], [100 * final["accuracy"]], marker="*", s=160, color="gold",
+                   edgecolors="k", zorder=3, label="final (long-term fine-tune)")
+    ax.axvline(budget_ms, color="k", ls="--", lw=1, label=f"budget {budget_ms:.2f} ms")
+    ax.invert_xaxis()
+    ax.set(xlabel=f"predicted latency on {target} (ms)", ylabel="proxy accuracy (%)",
+           title=f"NetAdapt trajectory (select by {select})")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)

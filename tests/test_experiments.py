@@ -1,0 +1,297 @@
+"""Section 5 transforms, the regenerated tables and the reproduction pipeline end to end.
+
+Golden figures come from the paper (Tables 1-3, via the rows copied into experiments.tables) or
+from hand counts here, never from the code under test.
+"""
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from search_spaces import ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec, from_arch_string, load_spec, reference
+from search_spaces.transforms import (efficient_last_stage, fixed_se, hswish_second_half, redesign, stem_16_hswish)
+
+ROOT = Path(__file__).resolve().parents[1]
+PRE = ROOT / "experiments" / "specs_pre_redesign"
+
+
+def original_form(**changes) -> ArchSpec:
+    """A small pre-redesign network by hand: 32-filter ReLU stem, MnasNet SE, original last stage."""
+    blocks = (
+        BlockSpec("bneck", 3, 1, 32, 16, 8, "relu", "sigmoid"),  # depthwise-separable (exp = stem width)
+        BlockSpec("bneck", 3, 2, 96, 24, 4, "relu", "sigmoid"),
+        BlockSpec("bneck", 5, 2, 72, 40, 0, "relu"),
+        BlockSpec("bneck", 3, 2, 240, 80, 10, "relu", "sigmoid"),
+        BlockSpec("bneck", 3, 1, 480, 160, 0, "relu"),  # the last block: 80 -> 480 -> dw -> 160
+    )
+    spec = ArchSpec(name="hand", stem=StemSpec(32, 3, 2, "relu"), blocks=blocks,
+                    head=HeadSpec(conv_channels=640, hidden_channels=None, nonlinearity="relu"), resolution=224)
+    return spec.replace(**changes) if changes else spec
+
+
+# ----------------------------------------------------------------------------- the pre-redesign networks
+@pytest.mark.parametrize("network", ["large", "small"])
+def test_redesign_of_the_pre_redesign_network_is_the_published_one(network):
+    pre = load_spec(PRE / f"mobilenet_v3_{network}_pre.yaml")
+    published = reference(f"mobilenet_v3_{network}")
+    ours = redesign(pre)
+    assert ours.replace(name=published.name) == published
+    assert ours.hash == published.hash
+    # The pre-redesign form really is the other form: original last stage, 32-filter ReLU stem, ReLU only.
+    assert pre.head.form == "original" and pre.stem == StemSpec(32, 3, 2, "relu")
+    assert {b.nonlinearity for b in pre.blocks} == {"relu"} and len(pre.blocks) == len(published.blocks) + 1
+
+
+@pytest.mark.parametrize("network, table, known", [("large", "PAPER_TABLE1", set()),
+                                                     ("small", "PAPER_TABLE2", {"conv"})])
+def test_redesigned_network_matches_the_paper_rows(network, table, known):
+    from experiments import tables
+
+    pre = load_spec(PRE / f"mobilenet_v3_{network}_pre.yaml")
+    df = tables.compare_structure(redesign(pre), getattr(tables, table), "Table 1" if network == "large" else "Table 2")
+    assert set(df.loc[df["differs"] != "", "layer"]) == known  # Table 2's SE tick on the 576 conv only
+    assert (df.loc[df["layer"].isin(known), "note"] != "").all()
+
+
+def test_efficient_last_stage_on_the_paper_large_saves_latency():
+    from latency import predict_ms
+
+    pre = load_spec(PRE / "mobilenet_v3_large_pre.yaml")
+    after = efficient_last_stage(pre)
+    # Figure 5: the 960 expansion stays as the head conv, 1280 moves past the pool, 320 and the dw go.
+    assert (after.head.conv_channels, after.head.hidden_channels) == (960, 1280)
+    assert predict_ms(after, "pixel1") < predict_ms(pre, "pixel1") - 5  # the paper: 7 ms (11 %) saved
+
+
+# ----------------------------------------------------------------------------- each transform alone
+def test_efficient_last_stage_alone():
+    spec = original_form()
+    out = efficient_last_stage(spec)
+    assert out.blocks == spec.blocks[:-1] and out.stem == spec.stem
+    assert out.head == HeadSpec(conv_channels=480, hidden_channels=640, nonlinearity="relu")
+    assert spec.head.hidden_channels is None  # pure: the input is unchanged
+    # Hand count of what goes: the last block's dw 3x3 (480 ch at 14x14) and projection 480->160 at
+    # 14x14, the 160->640 conv at 14x14; what comes: 480->640 at 1x1. The 80->480 expansion stays.
+    from search_spaces import count_madds
+
+    removed = 196 * 9 * 480 + 196 * 480 * 160 + 196 * 160 * 640
+    assert count_madds(spec) - count_madds(out) == removed - 480 * 640
+
+
+def test_stem_16_hswish_alone():
+    spec = original_form()
+    out = stem_16_hswish(spec)
+    assert out.stem == StemSpec(16, 3, 2, "hswish")
+    # The depthwise-separable first block stays one (expansion = its new input) and gets its residual.
+    assert out.blocks[0].expansion_channels == 16 and out.has_residual(0) and not spec.has_residual(0)
+    assert out.blocks[1:] == spec.blocks[1:]
+    # A first block with an expansion layer keeps its widths.
+    first = dataclasses.replace(spec.blocks[0], expansion_channels=96)
+    assert stem_16_hswish(spec.replace(blocks=(first, *spec.blocks[1:]))).blocks[0].expansion_channels == 96
+
+
+def test_hswish_second_half_alone():
+    spec = original_form()
+    out = hswish_second_half(spec)  # block outputs 112, 56, 28, 14, 14: h-swish from block 3 (the first at 14x14)
+    assert [b.nonlinearity for b in out.blocks] == ["relu", "relu", "relu", "hswish", "hswish"]
+    assert out.head.nonlinearity == "hswish" and out.stem == spec.stem
+    assert [b.nonlinearity for b in hswish_second_half(spec, from_index=1).blocks] == ["relu"] + ["hswish"] * 4
+    assert [b.nonlinearity for b in hswish_second_half(spec, from_index=-1).blocks] == ["relu"] * 4 + ["hswish"]
+    # The size is the spec's own: at 160 input the first map of 14x14 or less is block 3's 10x10.
+    assert hswish_second_half(spec.replace(resolution=160)).blocks[3].nonlinearity == "hswish"
+    assert hswish_second_half(spec.replace(resolution=160)).blocks[2].nonlinearity == "relu"
+
+
+def test_fixed_se_alone():
+    spec = original_form()
+    out = fixed_se(spec)
+    # make_divisible(exp / 4, 8) by hand: 32 -> 8, 96 -> 24, 240 -> 64; hard-sigmoid gates.
+    assert [b.se_channels for b in out.blocks] == [8, 24, 0, 64, 0]
+    assert {b.se_gate for b in out.blocks if b.has_se} == {"hsigmoid"}
+    no_se = spec.replace(blocks=tuple(dataclasses.replace(b, se_channels=0) for b in spec.blocks))
+    assert fixed_se(no_se) is no_se
+
+
+def test_redesign_keeps_an_efficient_last_stage_from_the_mobilenetv3_space():
+    from search_spaces.spaces import get_space
+
+    space = get_space("mobilenetv3")
+    spec = space.decode(tuple(0 for _ in space.decisions))
+    out = redesign(spec)
+    assert out.head == dataclasses.replace(spec.head, nonlinearity="hswish") and len(out.blocks) == len(spec.blocks)
+    assert out.stem == StemSpec(16, 3, 2, "hswish")
+
+
+@pytest.mark.parametrize("make, call, path, words", [
+    (lambda: reference("mobilenet_v3_large"), efficient_last_stage, "head.hidden_channels", "already has"),
+    (lambda: original_form(head=HeadSpec(None, None, "relu")), efficient_last_stage, "head.conv_channels", "is null"),
+    (lambda: original_form(blocks=original_form().blocks[:1]), efficient_last_stage, "blocks", "has 1 block"),
+    (lambda: original_form(blocks=(*original_form().blocks[:4], BlockSpec("conv", 3, 1, None, 160))),
+     efficient_last_stage, "blocks[4]", "regular conv"),
+    (lambda: original_form(blocks=(*original_form().blocks[:4], BlockSpec("bneck", 3, 1, 80, 160))),
+     efficient_last_stage, "blocks[4]", "without expansion layer"),
+    (original_form, lambda s: hswish_second_half(s, from_resolution=0), "from_resolution", "not a feature-map"),
+    (original_form, lambda s: hswish_second_half(s, from_resolution=2), "from_resolution", "no block"),
+    (original_form, lambda s: hswish_second_half(s, from_index=5), "from_index", "not a block index"),
+    (lambda: "mobilenet_v3_large", redesign, "spec", "expected an ArchSpec"),
+    (lambda: None, fixed_se, "spec", "expected an ArchSpec"),
+])
+def test_bad_inputs_name_the_field_in_one_line(make, call, path, words):
+    with pytest.raises(SpecError) as info:
+        call(make())
+    assert info.value.path == path and words in str(info.value) and "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- the tables
+@pytest.fixture(scope="module")
+def tables_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    result = subprocess.run([sys.executable, "-m", "experiments.tables", "--out", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out, result.stdout
+
+
+def test_tables_command_writes_every_file_with_its_command(tables_out):
+    out, stdout = tables_out
+    names = ["tables.md"] + [f"tables_{n}.csv" for n in ("table1", "table2", "table3", "table5", "figure7_points")]
+    for name in names:
+        assert "python -m experiments.tables --out results/" in (out / name).read_text().splitlines()[0]
+    for png in ("figure1_top1_vs_p1.png", "figure7_multiplier_resolution.png"):
+        assert (out / "figures" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "Tables 6 and 7" in stdout and "holds" in stdout
+
+
+def test_table3_carries_our_counts_close_to_the_paper(tables_out):
+    out, _ = tables_out
+    t3 = pd.read_csv(out / "tables_table3.csv", skiprows=1).set_index("network")
+    # Paper (Table 3): V3-Large 1.0 219M MAdds / 5.4M params; V3-Small 1.0 56M / 2.5M; V3-Large 0.75 155M / 4.0M.
+    for label, madds, params in (("V3-Large 1.0", 219, 5.4), ("V3-Small 1.0", 56, 2.5), ("V3-Large 0.75", 155, 4.0)):
+        assert t3.loc[label, "MAdds paper (M)"] == madds and t3.loc[label, "params paper (M)"] == params
+        assert abs(t3.loc[label, "MAdds ours (M)"] / madds - 1) < 0.02
+        assert abs(t3.loc[label, "params ours (M)"] / params - 1) < 0.02
+    assert np.isnan(t3.loc["Proxyless", "MAdds ours (M)"]) and "no spec" in t3.loc["Proxyless", "note"]
+    assert t3["P-1 ours (ms)"].drop("Proxyless").gt(0).all() and len(t3) == 9
+
+
+def test_table5_order_and_structure_tables(tables_out):
+    out, _ = tables_out
+    md = (out / "tables.md").read_text()
+    assert "Ours: relu < hswish@112 < default < hswish@16: holds" in md
+    t2 = pd.read_csv(out / "tables_table2.csv", skiprows=1)
+    assert list(t2.loc[t2["differs"].notna(), "layer"]) == ["conv"]
+    t1 = pd.read_csv(out / "tables_table1.csv", skiprows=1)
+    assert len(t1) == 20 and t1["differs"].isna().all()
+
+
+# ----------------------------------------------------------------------------- the pipeline
+TINY_SPACE = """
+name: tiny_original
+reference: mnasnet_a1
+resolution: 224
+num_classes: 1000
+se_gate: sigmoid
+stem: {out_channels: 16, kernel: 3, stride: 2, nonlinearity: relu}
+stages:
+- {out_channels: 16, layers: 1, stride: 2}
+- {out_channels: 24, layers: 1, stride: 2}
+- {out_channels: 32, layers: 1, stride: 2}
+- {out_channels: 48, layers: 1, stride: 2}
+head: {conv_channels: 128, hidden_channels: null, nonlinearity: relu}
+choices:
+  operator: [mbconv3]
+  kernel: [3, 5]
+  se: [0, 0.25]
+  skip: [identity]
+  width: [1.0]
+  layers: [0]
+  nonlinearity: [relu]
+"""
+
+
+def _tiny_images(root: Path) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in range(3):
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True)
+        for i in range(16):
+            image = rng.integers(0, 60, (16, 16, 3), dtype=np.uint8)
+            image[..., label] += 150
+            Image.fromarray(image).save(folder / f"{i}.png")
+    return root
+
+
+def test_tiny_pipeline_end_to_end(tmp_path, ray_session):
+    import ray
+    import torch
+    import yaml
+
+    from experiments.pipeline import PipelineError, run_pipeline
+    from experiments.pipeline_config import load_config
+    from search_spaces import build
+
+    (tmp_path / "space.yaml").write_text(TINY_SPACE)
+    steps = {"max_steps": 2, "batch_size": 8, "bn_recalibration_batches": 1, "eval_batch_size": 16}
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump({
+        "network": "small", "target_ms": 15.8, "data": f"imagefolder:{_tiny_images(tmp_path / 'images')}",
+        "search": {"space": str(tmp_path / "space.yaml"), "w": -0.15, "children": 2, "rl_batch_size": 2,
+                   "retries": 0, "proxy": steps},
+        "netadapt": {"budget_ms": 1.0, "iterations": None,  # NetAdapt's own 1 % steps, stopped after one
+                     "options": {"max_iterations": 1, "finetune_steps": 1, "long_finetune_steps": 1}},
+        "final_training": {"epochs": 0.5},
+    }))
+    config = load_config("small", config_file)
+    out = tmp_path / "run"
+    summary = run_pipeline(config, out, progress=False, log=lambda line: None)
+
+    assert ray.is_initialized()  # the session's Ray was used, not shut down
+    state = json.loads((out / "pipeline.json").read_text())
+    assert list(state["stages"]) == ["search", "netadapt", "redesign", "definition"]
+    assert state["stages"]["netadapt"]["iterations"] == 1  # one NetAdapt iteration, then stopped
+    assert state["stages"]["netadapt"]["status"] == "stopped"
+    ours = load_spec(out / "definition" / "mobilenet_v3_small_ours.yaml")
+    pre = load_spec(out / "pre_redesign.yaml")
+    assert ours.head.form == "efficient" and len(ours.blocks) == len(pre.blocks) - 1
+    assert ours.stem == StemSpec(16, 3, 2, "hswish") and ours.head.conv_channels == pre.blocks[-1].expansion_channels
+    state_dict = torch.load(out / "definition" / "model.pt", weights_only=True)
+    assert state_dict.keys() == build(ours).state_dict().keys()
+    assert summary["emitted"]["onnx_max_abs_diff"] < 1e-4 and (out / "definition" / "model.onnx").stat().st_size > 0
+    assert from_arch_string(summary["emitted"]["arch_string"]) == ours
+    diff = pd.read_csv(out / "definition" / "diff.csv")
+    assert {"stem", "b0", "conv", "pool", "hidden", "classifier"} <= set(diff["layer"])
+    md = (out / "summary.md").read_text()
+    assert "Layer by layer against Table 2" in md and "paper, Table 3 (V3-Small 1.0, quoted)" in md
+    assert set(summary["proxy_accuracy"]) == {"ours", "paper"}
+    assert summary["ours"]["latency_ms"] > 0 and summary["paper_spec"]["madds_m"] == pytest.approx(56.51, abs=0.01)
+
+    # A second run resumes: every stage is skipped; without resume the folder is refused.
+    lines = []
+    again = run_pipeline(config, out, resume=True, progress=False, log=lines.append)
+    assert again["ours"] == summary["ours"] and all("skipped" in line for line in lines)
+    with pytest.raises(PipelineError, match="already holds a pipeline run"):
+        run_pipeline(config, out, progress=False, log=lambda line: None)
+
+
+def test_pipeline_configs_load_and_bad_keys_are_named(tmp_path):
+    from experiments.pipeline_config import ConfigError, load_config
+
+    large, small = load_config("large"), load_config("small")
+    assert (large["search"]["w"], small["search"]["w"]) == (-0.07, -0.15)
+    assert (large["target_ms"], small["target_ms"]) == (51.0, 15.8)  # Table 3's P-1 of V3-Large / V3-Small
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("network: large\nsearch: {childs: 3}\n")
+    with pytest.raises(ConfigError, match=r"^search\.childs: unknown setting"):
+        load_config("large", bad)
+    other = tmp_path / "other.yaml"
+    other.write_text("network: large\n")
+    with pytest.raises(ConfigError, match="is for 'large', not 'small'"):
+        load_config("small", other)

@@ -1,0 +1,245 @@
+"""Proxy task: the data loaders (embedded, CIFAR-10 layout, image folder) and real training on tiny inputs."""
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nas.data import ProxyData, from_arrays, load_data
+from nas.proxy import (ProxyConfig, TrainingDiverged, build_child, evaluate, learning_rate, recalibrate_bn, torch_threads,
+                       train, train_child)
+from search_spaces import ArchSpec, BlockSpec, HeadSpec, StemSpec
+
+TINY = ArchSpec(
+    name="tiny", stem=StemSpec(out_channels=8, kernel=3, stride=2, nonlinearity="relu"),
+    blocks=(BlockSpec("bneck", 3, 1, 16, 8, 0, "relu"), BlockSpec("bneck", 3, 2, 24, 16, 8, "hswish")),
+    head=HeadSpec(conv_channels=32, hidden_channels=None), num_classes=4, resolution=16, dropout=0.0)
+FAST = ProxyConfig(epochs=4, batch_size=16, lr=0.1, bn_recalibration_batches=2, eval_batch_size=64)
+
+
+def blobs(n_train=64, n_val=32, classes=4, resolution=16, channels=1, seed=0) -> ProxyData:
+    """Images whose class is the position of a bright square: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        y = np.arange(n) % classes
+        x = rng.integers(0, 60, size=(n, channels, resolution, resolution)).astype(np.uint8)
+        half = resolution // 2
+        for i, label in enumerate(y):
+            r, c = divmod(int(label), 2)
+            x[i, :, r * half:(r + 1) * half, c * half:(c + 1) * half] += 150
+        return x, y
+
+    (tx, ty), (vx, vy) = make(n_train), make(n_val)
+    return from_arrays(tx, ty, vx, vy, name="blobs")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Direct calls of train() run with one thread, like train_child: no oversubscription on a busy machine."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def data() -> ProxyData:
+    return blobs()
+
+
+# --------------------------------------------------------------------------- loaders
+def test_default_data_is_embedded_real_images():
+    data = load_data("default")
+    assert data.train_x.dtype == torch.uint8 and data.train_x.dim() == 4
+    assert data.train_x.shape[1:] == (data.in_channels, data.resolution, data.resolution)
+    assert len(data.train_x) == len(data.train_y) >= 1000 and len(data.val_x) == len(data.val_y) >= 500
+    assert data.num_classes == len(data.classes) == 17 and data.classes[0] == "astronaut"
+    assert data.in_channels == 1 and data.resolution == 32
+    assert set(data.train_y.tolist()) == set(range(data.num_classes)) == set(data.val_y.tolist())
+    assert data.train_x.float().std() > 10  # images, not blanks
+    x = data.normalise(data.train_x[:512])
+    assert x.dtype == torch.float32 and abs(float(x.mean())) < 0.5 and 0.5 < float(x.std()) < 2
+    assert load_data("default", resolution=24).train_x.shape[-1] == 24
+    small = load_data("default", train_size=100, val_size=50, seed=3)
+    assert len(small.train_y) == 100 and len(small.val_y) == 50
+
+
+def test_default_source_images_match_their_derivation(tmp_path):
+    from nas.data import DEFAULT_FILE
+    from nas.data_files import derive_default
+
+    with np.load(DEFAULT_FILE) as archive:
+        assert archive["images"].shape == (17, 256, 256) and archive["images"].dtype == np.uint8
+        assert list(archive["names"]) == list(derive_default.FILES)
+        shipped = {k: archive[k] for k in archive.files}
+    pytest.importorskip("skimage")
+    data_dir = derive_default.skimage_data_dir()
+    if not all((data_dir / f).is_file() for f in derive_default.FILES.values()):
+        pytest.skip("this scikit-image ships other sample images")
+    with np.load(derive_default.derive(data_dir, tmp_path / "again.npz")) as again:
+        if list(again["sha256"]) != list(shipped["sha256"]):
+            pytest.skip("this scikit-image's sample images differ from those the archive was made from")
+        assert np.array_equal(again["images"], shipped["images"])
+
+
+def _write_cifar(root, per_batch=6):
+    root.mkdir()
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        data = np.zeros((per_batch, 3072), dtype=np.uint8)
+        labels = [(i + j) % 10 for j in range(per_batch)]
+        for j, label in enumerate(labels):
+            data[j, :1024] = 20 * label  # red plane encodes the label
+            data[j, 2048] = 255  # first blue pixel
+        with open(root / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, f)
+    with open(root / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [f"c{k}".encode() for k in range(10)]}, f)
+
+
+def test_cifar10_layout(tmp_path):
+    _write_cifar(tmp_path / "cifar-10-batches-py")
+    data = load_data(f"cifar10:{tmp_path / 'cifar-10-batches-py'}")
+    assert data.train_x.shape == (30, 3, 32, 32) and data.val_x.shape == (6, 3, 32, 32)
+    assert data.classes == tuple(f"c{k}" for k in range(10)) and data.num_classes == 10
+    assert torch.equal(data.train_x[:, 0, 5, 7], (20 * data.train_y).to(torch.uint8))  # channel-major rows
+    assert int(data.train_x[0, 2, 0, 0]) == 255 and int(data.train_x[0, 2, 0, 1]) == 0
+    small = load_data(f"cifar10:{tmp_path / 'cifar-10-batches-py'}", resolution=16, train_size=10)
+    assert small.train_x.shape == (10, 3, 16, 16) and len(set(small.train_y.tolist())) == 10
+
+
+def test_cifar10_errors(tmp_path):
+    _write_cifar(tmp_path / "c")
+    (tmp_path / "c" / "data_batch_3").unlink()
+    with pytest.raises(ValueError, match=r"data: 'cifar10:.*' has no data_batch_3; expected the CIFAR-10 python"):
+        load_data(f"cifar10:{tmp_path / 'c'}")
+    with pytest.raises(ValueError, match="is not a folder"):
+        load_data(f"cifar10:{tmp_path / 'nowhere'}")
+
+
+def _write_images(folder, colours, count, mode="RGB"):
+    for name, colour in colours.items():
+        (folder / name).mkdir(parents=True)
+        for i in range(count):
+            Image.new(mode, (40 + i, 30), colour).save(folder / name / f"{i}.png")
+
+
+def test_imagefolder(tmp_path):
+    _write_images(tmp_path / "flat", {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}, 5)
+    data = load_data(f"imagefolder:{tmp_path / 'flat'}", resolution=8, seed=1, val_fraction=0.4)
+    assert data.classes == ("blue", "green", "red") and data.in_channels == 3 and data.resolution == 8
+    assert len(data.train_y) == 9 and len(data.val_y) == 6
+    red = data.classes.index("red")
+    assert (data.train_x[data.train_y == red][:, 0] == 255).all() and (data.train_x[data.train_y == red][:, 1] == 0).all()
+    _write_images(tmp_path / "split" / "train", {"a": 10, "b": 200}, 3, mode="L")
+    _write_images(tmp_path / "split" / "val", {"a": 10, "b": 200}, 2, mode="L")
+    split = load_data(f"imagefolder:{tmp_path / 'split'}", resolution=12)
+    assert split.train_x.shape == (6, 1, 12, 12) and split.val_x.shape == (4, 1, 12, 12)
+    assert split.val_x[split.val_y == 1].min() == 200
+
+
+@pytest.mark.parametrize("source, message", [
+    ("mnist", "not a known source; write 'default'"),
+    ("cifar10:", "not a known source"),
+    ("imagefolder:/no/such/folder", "is not a folder"),
+    (3, "is not a string"),
+])
+def test_bad_sources(source, message):
+    with pytest.raises(ValueError, match=f"^data: .*{message}"):
+        load_data(source)
+
+
+def test_imagefolder_without_classes(tmp_path):
+    with pytest.raises(ValueError, match="has no class sub-folders"):
+        load_data(f"imagefolder:{tmp_path}")
+
+
+# --------------------------------------------------------------------------- training
+def test_loss_decreases_on_a_fixed_batch():
+    data = blobs(n_train=16)  # one batch: every step sees the same images
+    config = ProxyConfig(batch_size=16, lr=0.05, schedule="constant", augment="none", label_smoothing=0.0,
+                         max_steps=40)
+    torch.manual_seed(0)
+    model = build_child(TINY, data, config)
+    first = train(model, data, config, steps=1)
+    train(model, data, config, steps=30, start_step=1)
+    last = train(model, data, config, steps=1, start_step=31)
+    assert math.isfinite(first) and last < 0.5 * first
+
+
+def test_train_child_scores_and_reports(data):
+    reports = []
+    result = train_child(TINY, data, FAST, report=reports.append)
+    assert result.status == "ok" and result.reason == "" and result.ok
+    assert 0.0 <= result.accuracy <= 1.0 and result.val_loss < math.log(4)  # better than chance
+    assert result.steps == FAST.total_steps(data) == 16 and result.seconds > 0
+    assert math.isfinite(result.val_loss) and math.isfinite(result.train_loss)
+    assert [r["epoch"] for r in reports] == [1.0, 2.0, 3.0, 4.0] and reports[-1]["done"] is True
+    assert "accuracy" not in reports[0] and reports[-1]["accuracy"] == result.accuracy
+    assert result.to_dict()["spec_hash"] == TINY.hash
+
+
+def test_train_child_is_reproducible(data):
+    a, b = train_child(TINY, data, FAST), train_child(TINY, data, FAST)
+    assert (a.accuracy, a.val_loss, a.train_loss) == (b.accuracy, b.val_loss, b.train_loss)
+    c = train_child(TINY, data, FAST.replace(seed=1))
+    assert c.train_loss != a.train_loss
+
+
+def test_slices_of_the_schedule_equal_one_run(data):
+    # Without momentum (the only state a fresh optimizer per slice loses), NetAdapt's slices of
+    # the schedule train exactly like one run: same batches, flips and learning rates.
+    config = FAST.replace(schedule="cosine", momentum=0.0, augment="flip")
+    assert config.total_steps(data) == 16
+    whole = build_child(TINY, data, config)
+    train(whole, data, config)
+    sliced = build_child(TINY, data, config)
+    train(sliced, data, config, steps=5)
+    train(sliced, data, config, start_step=5)
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), sliced.state_dict().values()))
+
+
+def test_diverging_child_is_reported_not_raised(data):
+    result = train_child(TINY, data, FAST.replace(lr=1e6))  # gradient clipping does not save it
+    assert result.status == "diverged" and math.isnan(result.accuracy)
+    assert "loss became" in result.reason and "lower the learning rate" in result.reason
+    with pytest.raises(TrainingDiverged):
+        train(build_child(TINY, data, FAST), data, FAST.replace(lr=1e6, grad_clip_norm=None))
+
+
+def test_broken_child_is_an_error_not_an_exception(data):
+    result = train_child(None, data, FAST)
+    assert result.status == "error" and "AttributeError" in result.reason
+
+
+def test_recalibrated_statistics_are_the_data_statistics(data):
+    config = FAST.replace(batch_size=16)
+    model = build_child(TINY, data, config)
+    recalibrate_bn(model, data, batches=4, config=config)  # 4 x 16 = every training image once
+    stem_conv, stem_bn = model.features[0][0], model.features[0][1]
+    with torch.no_grad():
+        out = stem_conv(data.normalise(data.train_x))
+    assert torch.allclose(stem_bn.running_mean, out.mean((0, 2, 3)), atol=1e-4)
+    assert stem_bn.momentum == config.bn_momentum and not model.training
+
+
+def test_evaluate_counts_correct_answers(data):
+    model = build_child(TINY, data, FAST).eval()
+    accuracy, loss = evaluate(model, data, FAST)
+    with torch.no_grad():
+        logits = model(data.normalise(data.val_x))
+    assert accuracy == float((logits.argmax(1) == data.val_y).float().mean())
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, data.val_y)), rel=1e-5)
+
+
+def test_schedule_and_config():
+    config = ProxyConfig(lr=0.2, warmup_fraction=0.1)
+    lrs = [learning_rate(s, 100, config)[0] for s in range(100)]
+    assert max(lrs) == pytest.approx(0.2) and lrs.index(max(lrs)) == 9
+    assert lrs[0] < 0.2 / 5 and lrs[-1] < 0.001 and all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert learning_rate(50, 100, config.replace(schedule="constant"))[0] == 0.2
+    with pytest.raises(ValueError, match="ProxyConfig.optimizer: 'lamb' is not one of sgd, adamw"):
+        ProxyConfig(optimizer="lamb")
+    with pytest.raises(ValueError, match="ProxyConfig.nope: unknown field"):
+        ProxyConfig.from_dict({"nope": 1})
