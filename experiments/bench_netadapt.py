@@ -13,10 +13,12 @@ proposal), and the final spec must meet the budget.
 ``compare``: NetAdapt (defaults of ``python -m netadapt.run``: delta = 1 % of the latency, T = 10
 short fine-tune steps, select by ratio) shrinks V3-Small to ``--budget-ratio`` of its predicted
 pixel1 latency, starting from V3-Small pre-trained on the proxy task. The uniform baseline is
-``scale_width(V3-Small, w)`` with the w whose predicted latency is closest to NetAdapt's result.
-Both are then scored on the whole validation split, two ways:
+``scale_width(V3-Small, w)`` (keeping V3-Small's residuals, :func:`uniform_spec`); make_divisible
+makes its latency jump with w, so no multiplier matches NetAdapt's latency exactly, and the two
+nearest (the fastest slower than NetAdapt's result, the slowest faster) are both reported.
+All are scored on the whole validation split, two ways:
 
-* fine-tuned with the same budget: the uniform network inherits the same pre-trained weights
+* fine-tuned with the same budget: each uniform network inherits the same pre-trained weights
   (largest-L2-norm filters, :func:`netadapt.weights.inherit`) and is fine-tuned for as many steps
   as NetAdapt's final network got in total (T per iteration along its path + the long-term
   fine-tune), with the same learning rate schedule;
@@ -94,15 +96,53 @@ def trajectory_cuts(run_dir: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- (2) NetAdapt vs uniform
-def matched_width(spec, latency_ms: float, target: str = "pixel1") -> tuple[float, float]:
-    """The width multiplier (0.005 grid) whose scaled spec's predicted latency is closest to ``latency_ms``."""
-    best = None
+def uniform_spec(spec, width: float):
+    """``scale_width(spec, width)`` with the topology of ``spec``: a block that had no residual keeps
+    none where rounding makes its input and output widths equal (as NetAdapt's proposals do)."""
+    import dataclasses
+
+    scaled = scale_width(spec, width)
+    blocks = tuple(dataclasses.replace(b, skip=False) if scaled.has_residual(i) and not spec.has_residual(i) else b
+                   for i, b in enumerate(scaled.blocks))
+    return scaled.replace(blocks=blocks)
+
+
+def neighbour_widths(spec, latency_ms: float, target: str = "pixel1") -> dict:
+    """On a 0.005 grid of width multipliers: the one whose predicted latency is closest to ``latency_ms``
+    from below, and from above (make_divisible makes the latency of a multiplier jump)."""
+    below = above = None
     for i in range(100, 201):
         width = i / 200
-        ms = predict_ms(scale_width(spec, width), target)
-        if best is None or abs(ms - latency_ms) < abs(best[1] - latency_ms):
-            best = (width, ms)
-    return best
+        ms = predict_ms(uniform_spec(spec, width), target)
+        if ms <= latency_ms and (below is None or ms > below[1]):
+            below = (width, ms)
+        if ms >= latency_ms and (above is None or ms < above[1]):
+            above = (width, ms)
+    return {k: v for k, v in (("below", below), ("above", above)) if v is not None}
+
+
+def _finetuned(spec_dict: dict, seed_spec_dict: dict, seed_state: dict, data_source: str, steps: int, lr: float,
+               seed: int) -> dict:
+    """Inherit the pre-trained seed's weights (largest L2 norms), fine-tune ``steps`` steps, score."""
+    import torch
+
+    from nas.data import load_data
+    from nas.proxy import ProxyConfig, torch_threads
+    from netadapt.config import DEFAULT_PROXY
+    from netadapt.finetune import finetune_config, load_model, train_and_score, trained_spec
+    from netadapt.weights import inherit
+    from search_spaces import ArchSpec
+
+    data = load_data(data_source)
+    spec, base = ArchSpec.from_dict(spec_dict), ArchSpec.from_dict(seed_spec_dict)
+    proxy = ProxyConfig.from_dict(DEFAULT_PROXY).replace(seed=seed)
+    start = time.perf_counter()
+    with torch_threads(1):
+        model = load_model(spec, inherit(seed_state, trained_spec(base, data, proxy), trained_spec(spec, data, proxy)),
+                           data, proxy)
+        torch.manual_seed(0)
+        scores = train_and_score(model, data, finetune_config(proxy, data, steps, lr, seed + 100_003))
+    return {"accuracy": scores["accuracy_after"], "seconds": time.perf_counter() - start}
 
 
 def _scratch(spec_dict: dict, data_source: str, seed: int) -> dict:
@@ -116,14 +156,13 @@ def _scratch(spec_dict: dict, data_source: str, seed: int) -> dict:
 
 def compare(run_dir: Path, budget_ratio: float, seeds: int, data_source: str = "default") -> dict:
     import ray
-    import torch
 
     from nas.data import load_data
     from nas.proxy import ProxyConfig, torch_threads
     from netadapt.algorithm import run_netadapt
     from netadapt.config import DEFAULT_PROXY, NetAdaptConfig
-    from netadapt.finetune import finetune_config, load_model, score, train_and_score, trained_spec
-    from netadapt.weights import inherit, load_weights
+    from netadapt.finetune import load_model, score
+    from netadapt.weights import load_weights
 
     base = load_spec(SPECS / "mobilenet_v3_small.yaml")
     config = NetAdaptConfig(spec=str(SPECS / "mobilenet_v3_small.yaml"), budget_ratio=budget_ratio,
@@ -133,58 +172,57 @@ def compare(run_dir: Path, budget_ratio: float, seeds: int, data_source: str = "
     netadapt_s = time.perf_counter() - start
     print(result.message)
     final = load_spec(run_dir / "final.yaml")
-    width, uniform_ms = matched_width(base, result.latency_ms)
-    uniform = scale_width(base, width)
-    print(f"NetAdapt: {result.latency_ms:.3f} ms; uniform width {width:g}: {uniform_ms:.3f} ms "
-          f"(V3-Small {result.initial_latency_ms:.3f} ms)")
+    uniform = {side: (width, ms, uniform_spec(base, width))
+               for side, (width, ms) in neighbour_widths(base, result.latency_ms).items()}
+    print(f"NetAdapt: {result.latency_ms:.3f} ms (V3-Small {result.initial_latency_ms:.3f} ms); uniform multipliers "
+          "nearest in latency: " + ", ".join(f"{side} x{w:g} = {ms:.3f} ms" for side, (w, ms, _) in uniform.items()))
 
-    # Fine-tuned with the same budget from the same pre-trained seed, scored on the whole split.
-    data = load_data(data_source)
+    data = load_data(data_source)  # the whole validation split
     proxy = ProxyConfig.from_dict(DEFAULT_PROXY).replace(seed=config.seed)
     steps = result.iterations * config.finetune_steps + config.long_finetune_steps
-    tuned = {}
-    with torch_threads(2):
-        seed_state = load_weights(run_dir / "seed.pt")
-        netadapt_model = load_model(final, load_weights(run_dir / "final.pt"), data, proxy)
-        tuned["netadapt"] = score(netadapt_model, data, proxy)[0]
-        model = load_model(uniform, inherit(seed_state, trained_spec(base, data, proxy),
-                                            trained_spec(uniform, data, proxy)), data, proxy)
-        ft = finetune_config(proxy, data, steps, config.finetune_lr, config.seed + 100_003)
-        torch.manual_seed(0)
-        tuned["uniform"] = train_and_score(model, data, ft)["accuracy_after"]
-        tuned["seed"] = score(load_model(base, seed_state, data, proxy), data, proxy)[0]
-    print(f"fine-tuned ({steps} steps from the same pre-trained V3-Small), whole validation split: NetAdapt "
-          f"{100 * tuned['netadapt']:.2f} %, uniform {100 * tuned['uniform']:.2f} % (seed {100 * tuned['seed']:.2f} %)")
+    seed_state = load_weights(run_dir / "seed.pt")
+    with torch_threads(1):
+        netadapt_tuned = score(load_model(final, load_weights(run_dir / "final.pt"), data, proxy), data, proxy)[0]
+        seed_accuracy = score(load_model(base, seed_state, data, proxy), data, proxy)[0]
 
-    # From scratch, the proxy's schedule, several seeds (Ray tasks, one thread each).
     started = False
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         started = True
     try:
-        task = ray.remote(_scratch).options(num_cpus=1)
-        refs = {(name, s): task.remote(spec.to_dict(), data_source, s)
-                for name, spec in (("netadapt", final), ("uniform", uniform)) for s in range(seeds)}
-        runs = {key: ray.get(ref) for key, ref in refs.items()}
+        finetune_task = ray.remote(_finetuned).options(num_cpus=1)
+        scratch_task = ray.remote(_scratch).options(num_cpus=1)
+        state_ref = ray.put(seed_state)
+        tuned_refs = {side: finetune_task.remote(spec.to_dict(), base.to_dict(), state_ref, data_source, steps,
+                                                 config.finetune_lr, config.seed)
+                      for side, (_, _, spec) in uniform.items()}
+        networks = {"netadapt": final, **{f"uniform_{side}": spec for side, (_, _, spec) in uniform.items()}}
+        scratch_refs = {(name, s): scratch_task.remote(spec.to_dict(), data_source, s)
+                        for name, spec in networks.items() for s in range(seeds)}
+        tuned = {f"uniform_{side}": ray.get(ref)["accuracy"] for side, ref in tuned_refs.items()}
+        runs = {key: ray.get(ref) for key, ref in scratch_refs.items()}
     finally:
         if started:
             ray.shutdown()
+    tuned = {"netadapt": netadapt_tuned, **tuned, "seed_v3_small": seed_accuracy}
+    print(f"fine-tuned with the same budget ({steps} steps from the same pre-trained V3-Small), whole validation "
+          "split: " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in tuned.items()))
     scratch = {}
-    for name in ("netadapt", "uniform"):
+    for name in networks:
         accs = [runs[(name, s)]["accuracy"] for s in range(seeds) if runs[(name, s)]["status"] == "ok"]
         scratch[name] = {"accuracies": accs, "mean": statistics.fmean(accs) if accs else math.nan,
                          "std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
-    print(f"from scratch ({ProxyConfig().total_steps(data)} steps, {seeds} seeds), whole validation split: NetAdapt "
-          f"{100 * scratch['netadapt']['mean']:.2f} +- {100 * scratch['netadapt']['std']:.2f} %, uniform "
-          f"{100 * scratch['uniform']['mean']:.2f} +- {100 * scratch['uniform']['std']:.2f} %")
+    print(f"from scratch ({ProxyConfig().total_steps(data)} steps, {seeds} seeds), whole validation split: " +
+          ", ".join(f"{k} {100 * v['mean']:.2f} +- {100 * v['std']:.2f} %" for k, v in scratch.items()))
     return {"budget_ratio": budget_ratio, "initial_latency_ms": result.initial_latency_ms,
             "netadapt": {"status": result.status, "latency_ms": result.latency_ms, "iterations": result.iterations,
-                         "spec_hash": final.hash, "blocks": [[b.expansion_channels, b.out_channels]
-                                                             for b in final.blocks],
-                         "stem": final.stem.out_channels, "wall_s": round(netadapt_s, 1),
-                         "accuracy_run_val_subset": result.accuracy},
-            "uniform": {"width": width, "latency_ms": uniform_ms, "spec_hash": uniform.hash},
-            "finetuned_same_budget": {"steps": steps, **tuned}, "from_scratch": scratch,
+                         "spec_hash": final.hash, "stem": final.stem.out_channels,
+                         "blocks_expansion_out": [[b.expansion_channels, b.out_channels] for b in final.blocks],
+                         "wall_s": round(netadapt_s, 1), "accuracy_run_val_subset": result.accuracy},
+            "uniform": {side: {"width": w, "latency_ms": ms, "spec_hash": spec.hash,
+                               "blocks_expansion_out": [[b.expansion_channels, b.out_channels] for b in spec.blocks]}
+                        for side, (w, ms, spec) in uniform.items()},
+            "finetuned_same_budget": {"steps": steps, "accuracy": tuned}, "from_scratch": scratch,
             "settings": {"finetune_steps": config.finetune_steps, "long_finetune_steps": config.long_finetune_steps,
                          "step_ratio": config.step_ratio, "select": config.select, "data": data_source,
                          "val_images": len(data.val_y)}}

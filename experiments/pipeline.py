@@ -60,8 +60,21 @@ def costs(spec: ArchSpec, target: str) -> dict:
 
 
 # --------------------------------------------------------------------------- state
+# The settings each stage reads: a resumed run refuses a change to those of a finished stage.
+STAGE_SETTINGS = {
+    "search": ("network", "target", "target_ms", "data", "seed", "search", "redesign"),
+    "netadapt": ("network", "target", "target_ms", "data", "seed", "search", "redesign", "netadapt"),
+    "redesign": ("network", "redesign"),
+    "definition": ("network", "target", "data", "seed", "final_training", "export"),
+}
+
+
 class RunState:
-    """``OUT/pipeline.json``: the config and every finished stage's results, rewritten atomically."""
+    """``OUT/pipeline.json``: the config and every finished stage's results, rewritten atomically.
+
+    A resumed run may change the settings of stages that have not finished (e.g. the final
+    training after a kill in it); changing those of a finished stage is refused.
+    """
 
     def __init__(self, out: Path, config: PipelineConfig, resume: bool):
         self.path = out / "pipeline.json"
@@ -69,10 +82,14 @@ class RunState:
         if previous is not None and not resume:
             raise PipelineError(f"out: {out} already holds a pipeline run; pass resume (--resume) to continue it "
                                 "or choose another out")
-        if previous is not None and previous["config"] != config.to_dict():
-            changed = sorted(k for k in config.to_dict() if previous["config"].get(k) != config.to_dict()[k])
-            raise PipelineError(f"resume: the config changed ({', '.join(changed)}); resume with the same settings")
-        self.data = previous or {"config": config.to_dict(), "stages": {}}
+        new = config.to_dict()
+        if previous is not None:
+            for stage in previous["stages"]:
+                changed = [k for k in STAGE_SETTINGS[stage] if previous["config"].get(k) != new[k]]
+                if changed:
+                    raise PipelineError(f"resume: {', '.join(changed)} changed since the {stage} stage finished; "
+                                        "resume with the same settings or choose another out")
+        self.data = {"config": new, "stages": previous["stages"] if previous else {}}
         self.save()
 
     def done(self, stage: str) -> dict | None:

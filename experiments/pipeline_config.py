@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "netadapt": {"budget_ms": "auto", "iterations": 4, "options": {}},
     "redesign": {"from_resolution": 14, "from_index": None},
-    "final_training": {"epochs": None, "threads": 2, "proxy": {}},
+    "final_training": {"epochs": None, "threads": 1, "proxy": {}},
     "export": {"onnx": True, "onnx_tolerance": 1.0e-4},
 }
 

@@ -425,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     result = write_tables(args.out)
     if result["heads"] is None:
         print(f"Tables 6 and 7: not available ({result['heads_missing']})")
+    else:
+        print(f"Tables 6 and 7: {len(result['heads'])} head tables from search_spaces.heads")
     order = result["table5_order"]
     print(f"Table 5 order: ours {order['ours_order']} ({'holds' if order['holds'] else 'differs from the paper'})")
     print(f"wrote {Path(args.out) / 'tables.md'}, tables_*.csv and figures/*.png")

@@ -279,6 +279,9 @@ def test_tiny_pipeline_end_to_end(tmp_path, ray_session):
     assert again["ours"] == summary["ours"] and all("skipped" in line for line in lines)
     with pytest.raises(PipelineError, match="already holds a pipeline run"):
         run_pipeline(config, out, progress=False, log=lambda line: None)
+    changed = load_config("small", config_file, **{"search.children": 3})
+    with pytest.raises(PipelineError, match="search changed since the search stage finished"):
+        run_pipeline(changed, out, resume=True, progress=False, log=lambda line: None)
 
 
 def test_pipeline_configs_load_and_bad_keys_are_named(tmp_path):
