@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from latency import predict_ms
+from latency.table import atomic_write_text
 from search_spaces import load_spec
 from search_spaces.transforms import scale_width
 
@@ -185,25 +186,39 @@ def compare(run_dir: Path, budget_ratio: float, seeds: int, data_source: str = "
         netadapt_tuned = score(load_model(final, load_weights(run_dir / "final.pt"), data, proxy), data, proxy)[0]
         seed_accuracy = score(load_model(base, seed_state, data, proxy), data, proxy)[0]
 
+    # Every training is a Ray task; each result is saved as it finishes, so a rerun redoes only the missing ones.
+    networks = {"netadapt": final, **{f"uniform_{side}": spec for side, (_, _, spec) in uniform.items()}}
+    jobs = {f"finetuned/{name}/{spec.hash}/{steps}": (_finetuned, (spec.to_dict(), base.to_dict(), None, data_source,
+                                                                    steps, config.finetune_lr, config.seed))
+            for name, spec in networks.items() if name != "netadapt"}
+    jobs.update({f"scratch/{name}/{spec.hash}/{s}": (_scratch, (spec.to_dict(), data_source, s))
+                 for name, spec in networks.items() for s in range(seeds)})
+    cache_path = run_dir / "bench_trainings.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    todo = {key: job for key, job in jobs.items() if key not in cache}
     started = False
-    if not ray.is_initialized():
+    if todo and not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         started = True
     try:
-        finetune_task = ray.remote(_finetuned).options(num_cpus=1)
-        scratch_task = ray.remote(_scratch).options(num_cpus=1)
-        state_ref = ray.put(seed_state)
-        tuned_refs = {side: finetune_task.remote(spec.to_dict(), base.to_dict(), state_ref, data_source, steps,
-                                                 config.finetune_lr, config.seed)
-                      for side, (_, _, spec) in uniform.items()}
-        networks = {"netadapt": final, **{f"uniform_{side}": spec for side, (_, _, spec) in uniform.items()}}
-        scratch_refs = {(name, s): scratch_task.remote(spec.to_dict(), data_source, s)
-                        for name, spec in networks.items() for s in range(seeds)}
-        tuned = {f"uniform_{side}": ray.get(ref)["accuracy"] for side, ref in tuned_refs.items()}
-        runs = {key: ray.get(ref) for key, ref in scratch_refs.items()}
+        state_ref = ray.put(seed_state) if todo else None
+        running = {}
+        for key, (fn, args) in todo.items():
+            args = tuple(state_ref if a is None else a for a in args)
+            running[ray.remote(fn).options(num_cpus=1).remote(*args)] = key
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                key = running.pop(ref)
+                cache[key] = ray.get(ref)
+                atomic_write_text(cache_path, json.dumps(cache, indent=1) + "\n")
+                print(f"  {key}: {100 * cache[key]['accuracy']:.2f} %", flush=True)
     finally:
         if started:
             ray.shutdown()
+    tuned = {name: cache[f"finetuned/{name}/{spec.hash}/{steps}"]["accuracy"] for name, spec in networks.items()
+             if name != "netadapt"}
+    runs = {(name, s): cache[f"scratch/{name}/{spec.hash}/{s}"] for name, spec in networks.items() for s in range(seeds)}
     tuned = {"netadapt": netadapt_tuned, **tuned, "seed_v3_small": seed_accuracy}
     print(f"fine-tuned with the same budget ({steps} steps from the same pre-trained V3-Small), whole validation "
           "split: " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in tuned.items()))

@@ -151,13 +151,28 @@ def _head_roles(rows) -> dict[str, tuple[str, ...]]:
     return roles
 
 
+def _out_size(row: tuple[str, ...]) -> int:
+    """Output size of a block row: its input size (``56^2 x 24``) over its stride."""
+    return -(-int(row[0].split("^")[0]) // int(row[6]))
+
+
 def _align(ours: list[tuple[str, ...]], paper: tuple[tuple[str, ...], ...], our_blocks: int,
            paper_blocks: int) -> list[tuple[str, tuple[str, ...] | None, tuple[str, ...] | None]]:
-    """(layer, ours, paper) section by section: the stem, block ``b<i>`` with the table's ``i``-th
-    bneck, the last stage by role (``conv`` before pooling, ``pool``, ``hidden``, ``classifier``)."""
+    """(layer, ours, paper): the stem with the stem; blocks stage by stage (the blocks whose
+    output has the same size, in order: a block more or less in one stage does not shift the
+    others); the last stage by role (``conv`` before pooling, ``pool``, ``hidden``,
+    ``classifier``). ``layer`` is our block's index (``b3``), or the paper's (``paper b3``)
+    for a block we do not have."""
     pairs = [("stem", ours[0], paper[0])]
-    for i in range(max(our_blocks, paper_blocks)):
-        pairs.append((f"b{i}", ours[1 + i] if i < our_blocks else None, paper[1 + i] if i < paper_blocks else None))
+    mine = [(i, row) for i, row in enumerate(ours[1:1 + our_blocks])]
+    theirs = [(i, row) for i, row in enumerate(paper[1:1 + paper_blocks])]
+    sizes = sorted({_out_size(r) for _, r in mine + theirs}, reverse=True)
+    for size in sizes:
+        a = [(i, r) for i, r in mine if _out_size(r) == size]
+        b = [(i, r) for i, r in theirs if _out_size(r) == size]
+        for j in range(max(len(a), len(b))):
+            label = f"b{a[j][0]}" if j < len(a) else f"paper b{b[j][0]}"
+            pairs.append((label, a[j][1] if j < len(a) else None, b[j][1] if j < len(b) else None))
     head_ours, head_paper = _head_roles(ours[1 + our_blocks:]), _head_roles(paper[1 + paper_blocks:])
     return pairs + [(r, head_ours.get(r), head_paper.get(r)) for r in HEAD_ROLES if r in head_ours or r in head_paper]
 
@@ -165,8 +180,8 @@ def _align(ours: list[tuple[str, ...]], paper: tuple[tuple[str, ...], ...], our_
 def compare_structure(spec: ArchSpec, paper: tuple[tuple[str, ...], ...], table: str) -> pd.DataFrame:
     """``spec`` against a paper table, row by row: our fields, the paper's, the fields that differ.
 
-    Rows are paired by section (the stem, block ``i`` with the table's ``i``-th bneck, the last
-    stage by role), so a network with another number of blocks shows rows missing on one side.
+    Rows are paired by section (see :func:`_align`: blocks stage by stage, the last stage by
+    role), so a network with another number of blocks shows rows missing on one side.
     Known differences between the table and the official models carry a note.
     """
     paper_blocks = sum(1 for row in paper if row[1].startswith("bneck"))

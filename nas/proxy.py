@@ -45,8 +45,12 @@ class TrainingDiverged(ArithmeticError):
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """How a child is trained. The defaults are tuned for the default data set (see
-    ``experiments/proxy_discrimination.py``): about 30 s per child at one thread.
+    """How a child is trained. The defaults are tuned for the default data set with
+    ``python -m experiments.proxy_discrimination`` (20 random mobilenetv3 children, seeds 0 and 1,
+    two 1-thread trials at once): Spearman 0.92 between the seeds, seed-averaged accuracies from
+    28 % to 59 % (10-90 %: 16 points), 47 s of CPU per child on average (23-92 s; the largest
+    children cost most). All children of a search should share one ``seed``: the data order is
+    common to them, and seed 1 scored 19 of the 20 children higher than seed 0 (4.7 points on average).
 
     ``epochs`` may be fractional; ``max_steps`` caps the number of steps. ``lr`` is the peak
     learning rate; ``schedule`` ``onecycle`` warms up linearly from ``lr / 25`` over

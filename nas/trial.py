@@ -29,6 +29,7 @@ def child_trainable(config: dict) -> dict:
         raise RuntimeError("injected failure (test hook)")
     result = train_child(spec, data, proxy)
     out = result.to_dict()
+    out.pop("history", None)  # per-epoch lists are not scalar metrics; Tune's loggers would warn on every trial
     accuracy = out.get("accuracy")
     if accuracy is None or (isinstance(accuracy, float) and not math.isfinite(accuracy)):
         out["status"] = out.get("status") if out.get("status") != "ok" else "diverged"

@@ -1,5 +1,6 @@
 """Proxy task: the data loaders (embedded, CIFAR-10 layout, image folder) and real training on tiny inputs."""
 
+import json
 import math
 import pickle
 
@@ -243,3 +244,56 @@ def test_schedule_and_config():
         ProxyConfig(optimizer="lamb")
     with pytest.raises(ValueError, match="ProxyConfig.nope: unknown field"):
         ProxyConfig.from_dict({"nope": 1})
+
+
+# --------------------------------------------------------------------------- the benchmark
+def test_summary_statistics():
+    from experiments.proxy_discrimination import summarise
+
+    accuracies = {0: (0.30, 0.32), 1: (0.50, 0.55), 2: (0.40, 0.41), 3: (0.60, 0.58)}
+    runs = [{"child": c, "seed": s, "accuracy": a[i], "seconds": 1.0 + c, "cpu_seconds": 1.0, "status": "ok",
+             "reason": ""} for c, a in accuracies.items() for i, s in enumerate((0, 1))]
+    summary = summarise(runs, [0, 1], ["a", "b", "c", "d"])
+    assert summary["spearman"] == pytest.approx(1.0) and summary["children_ok"] == 4
+    assert summary["spread_points"] == pytest.approx(100 * (0.59 - 0.31))
+    assert summary["seconds_per_child"] == pytest.approx(2.5) and summary["accuracy"]["b"] == [0.50, 0.55]
+
+
+TINY_SPACE = """
+name: tiny
+resolution: 16
+num_classes: 4
+dropout: 0.0
+stem: {out_channels: 8, kernel: 3, stride: 2, nonlinearity: relu}
+stages:
+- {out_channels: 8, layers: 1, stride: 1}
+- {out_channels: 16, layers: 1, stride: 2}
+head: {conv_channels: 32, hidden_channels: null, nonlinearity: hswish}
+choices:
+  operator: [dsconv, mbconv3]
+  kernel: [3, 5]
+  se: [0, 0.25]
+  skip: [identity]
+  width: [1.0]
+  layers: [0, 1]
+  nonlinearity: [relu, hswish]
+"""
+
+
+def test_discrimination_run_writes_and_resumes(tmp_path, data, capsys):
+    from experiments.proxy_discrimination import run_discrimination
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    config = ProxyConfig(max_steps=3, batch_size=16, bn_recalibration_batches=1)
+    out = tmp_path / "proxy.json"
+    first = run_discrimination(children_count=3, seeds=(0, 1), space=str(space), data=data, config=config, workers=1,
+                               out=out)
+    assert first["children_ok"] == 3 and len(first["runs"]) == 6 and -1 <= first["spearman"] <= 1
+    assert json.loads(out.read_text())["settings"]["config"]["max_steps"] == 3
+    assert len((tmp_path / "proxy.jsonl").read_text().splitlines()) == 6
+    capsys.readouterr()
+    again = run_discrimination(children_count=3, seeds=(0, 1), space=str(space), data=data, config=config, workers=1,
+                               out=out)
+    assert "child" not in capsys.readouterr().out  # everything came from the journal
+    assert again["accuracy"] == first["accuracy"]
