@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -425,7 +426,8 @@ def write_tables(out: str | Path) -> dict:
         md += [f"Not available: {heads_missing}.", ""]
     else:
         for title, df in heads.items():
-            slug = "".join(c if c.isalnum() else "_" for c in title.lower()).strip("_")
+            number = re.match(r"Table (\d+)", title)  # "Table 6: ..." -> tables_table6.csv
+            slug = f"table{number.group(1)}" if number else re.sub(r"\W+", "_", title.lower()).strip("_")
             _write_csv(df, out / f"tables_{slug}.csv")
             md += [f"### {title}", "", to_markdown(df), ""]
     (out / "tables.md").write_text("\n".join(md))
