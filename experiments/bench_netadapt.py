@@ -233,7 +233,8 @@ def compare(run_dir: Path, budget_ratio: float, seeds: int, data_source: str = "
             "netadapt": {"status": result.status, "latency_ms": result.latency_ms, "iterations": result.iterations,
                          "spec_hash": final.hash, "stem": final.stem.out_channels,
                          "blocks_expansion_out": [[b.expansion_channels, b.out_channels] for b in final.blocks],
-                         "wall_s": round(netadapt_s, 1), "accuracy_run_val_subset": result.accuracy},
+                         "resumed": config.resume, "wall_s_this_invocation": round(netadapt_s, 1),
+                         "accuracy_run_val_subset": result.accuracy},
             "uniform": {side: {"width": w, "latency_ms": ms, "spec_hash": spec.hash,
                                "blocks_expansion_out": [[b.expansion_channels, b.out_channels] for b in spec.blocks]}
                         for side, (w, ms, spec) in uniform.items()},

@@ -153,7 +153,7 @@ def choose_seed(search_dir: Path, space_name: str) -> tuple[ArchSpec, str]:
     ok = trials[trials["status"] == "ok"].sort_values("reward", ascending=False, kind="stable")
     reason = "no child finished"
     for rank, (_, row) in enumerate(ok.iterrows()):
-        spec = space.decode(space.from_tokens(row["tokens"].split(" ")), name=f"{space_name}_child{int(row['index'])}")
+        spec = space.decode(space.from_tokens(row["tokens"].split(" ")), name=f"{space.name}_child{int(row['index'])}")
         try:
             redesign(spec)
         except ValueError as err:

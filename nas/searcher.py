@@ -44,6 +44,11 @@ class Journal:
 
     def append(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():  # cut a torn last line (a kill mid-write) so the new record starts clean
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with open(self.path, "r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()

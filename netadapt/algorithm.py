@@ -79,6 +79,7 @@ class _Run:
         self.records = self.journal.repair() if self.config.resume else []
 
     def record(self, record: dict) -> None:
+        record = {**record, "time": round(time.time(), 3)}
         self.journal.append(record)
         self.records.append(record)
 

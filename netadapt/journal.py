@@ -2,7 +2,7 @@
 
 A kill can tear only the last line; :meth:`Journal.read` ignores a torn tail and
 :meth:`Journal.repair` cuts it off before a resumed run appends, so later records are never
-hidden behind it. Records (``type``):
+hidden behind it. Every record has its wall-clock ``time`` (seconds since the epoch) and a ``type``:
 
 ``seed``       the starting spec, its predicted latency and proxy accuracy (weights: ``seed.pt``)
 ``iteration``  an iteration's step target and every proposal (skipped ones with their reason)
