@@ -166,3 +166,15 @@ def test_resume_after_killing_a_real_search(tmp_path, ray_session):
     assert after[:len(before)] == before
     assert len({r["index"] for r in after}) == len(after)
     assert len(pd.read_csv(out / "trials.csv")) == len(after)
+
+
+def test_journal_survives_a_torn_last_line(tmp_path):
+    from nas.searcher import Journal
+
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append({"index": 0})
+    with open(journal.path, "a") as f:
+        f.write('{"index": 1, "rew')  # a kill in the middle of a write
+    assert journal.read() == [{"index": 0}]
+    journal.append({"index": 2})
+    assert journal.read() == [{"index": 0}, {"index": 2}]
