@@ -176,36 +176,63 @@ def netadapt_step_ms(initial_ms: float, budget_ms: float, iterations: int | None
 
 
 def run_netadapt_stage(config: PipelineConfig, out: Path, resume: bool, progress: bool) -> dict:
+    """NetAdapt in rounds until the *redesigned* network meets the target.
+
+    What the redesign saves depends on the last block, which NetAdapt may shrink too, so a budget
+    set from the seed's saving can leave the redesigned result above the target. Each round ``r``
+    (``OUT/netadapt/round_r``) starts from the previous round's spec and weights with the budget
+    ``target_ms + saving(current spec)``; rounds stop when the redesigned network is within 0.5 %
+    of the target, when a round cannot go on (budget unreachable or ``max_iterations``), or after
+    ``netadapt.rounds``. Later rounds close smaller gaps and size their steps for half of
+    ``netadapt.iterations``. A given ``budget_ms`` is one round with that budget.
+
+    With ``netadapt.on_redesigned`` NetAdapt starts from the redesigned seed instead (search ->
+    redesign -> NetAdapt; the redesign stage then changes nothing but the name), so it does not
+    spend iterations on the stem and the last block, which the redesign replaces.
+    """
     from netadapt import NetAdaptConfig, run_netadapt
 
-    seed = load_spec(out / "seed.yaml")
-    target, settings = config["target"], config["netadapt"]
-    budget = settings["budget_ms"]
-    if budget == "auto":
-        saving = redesign_saving_ms(seed, target, **_redesign_options(config))
-        budget, why = config["target_ms"] + saving, (f"auto: final target {config['target_ms']} ms + {saving:.2f} ms "
-                                                     "that the redesign saves on the seed")
-    else:
-        why = "given"
-    options = dict(settings["options"])
-    options.setdefault("proxy_overrides", dict(config["search"]["proxy"]))
-    step_ms = netadapt_step_ms(predict_ms(seed, target), float(budget), settings["iterations"])
-    if step_ms is not None and "step_ms" not in options and "step_ratio" not in options:
-        options["step_ms"] = step_ms
-    try:
-        na_config = NetAdaptConfig(spec=seed, target=target, budget_ms=float(budget), data=config["data"],
-                                   proxy_resolution=config["search"]["proxy_resolution"], out=str(out / "netadapt"),
-                                   resume=resume, seed=config["seed"], address=config["search"]["address"],
-                                   progress=progress, **options)
-    except TypeError as err:
-        raise PipelineError(f"netadapt.options: {err}; see netadapt.NetAdaptConfig for the settings") from None
-    result = run_netadapt(na_config)
-    result.spec.to_yaml(out / "pre_redesign.yaml",
-                        header=f"NetAdapt's result ({result.status}): the network before the Section 5 redesign")
-    return {"budget_ms": float(budget), "budget_reason": why, "step_ms": options.get("step_ms"),
-            "status": result.status, "message": result.message, "iterations": result.iterations,
-            "initial_latency_ms": result.initial_latency_ms, "seed_accuracy": _jsonable(result.seed_accuracy),
-            "accuracy": _jsonable(result.accuracy), "result": costs(result.spec, target)}
+    target, settings, target_ms = config["target"], config["netadapt"], config["target_ms"]
+    spec, weights, rounds = load_spec(out / "seed.yaml"), None, []
+    if settings["on_redesigned"]:  # redesign first: NetAdapt then only shrinks layers the redesign keeps
+        spec = redesign(spec, name=spec.name, **_redesign_options(config))
+    auto = settings["budget_ms"] == "auto"
+    for r in range(settings["rounds"] if auto else 1):
+        saving = redesign_saving_ms(spec, target, **_redesign_options(config))
+        if auto and predict_ms(spec, target) - saving <= target_ms * 1.005:
+            break  # the redesigned network already meets the target
+        budget = target_ms + saving if auto else float(settings["budget_ms"])
+        why = f"final target {target_ms} ms + {saving:.2f} ms that the redesign saves on it" if auto else "given"
+        options = dict(settings["options"])
+        options.setdefault("proxy_overrides", dict(config["search"]["proxy"]))
+        iterations = settings["iterations"]
+        if r > 0 and iterations:
+            iterations = max(1, iterations // 2)
+        step_ms = netadapt_step_ms(predict_ms(spec, target), budget, iterations)
+        if step_ms is not None and "step_ms" not in options and "step_ratio" not in options:
+            options["step_ms"] = step_ms
+        try:
+            na_config = NetAdaptConfig(spec=spec, target=target, budget_ms=budget, data=config["data"],
+                                       proxy_resolution=config["search"]["proxy_resolution"], weights=weights,
+                                       out=str(out / "netadapt" / f"round_{r}"), resume=resume, seed=config["seed"],
+                                       address=config["search"]["address"], progress=progress, **options)
+        except TypeError as err:
+            raise PipelineError(f"netadapt.options: {err}; see netadapt.NetAdaptConfig for the settings") from None
+        result = run_netadapt(na_config)
+        rounds.append({"round": r, "budget_ms": budget, "budget_reason": why, "step_ms": options.get("step_ms"),
+                       "status": result.status, "message": result.message, "iterations": result.iterations,
+                       "initial_latency_ms": result.initial_latency_ms, "latency_ms": result.latency_ms,
+                       "seed_accuracy": _jsonable(result.seed_accuracy), "accuracy": _jsonable(result.accuracy),
+                       "redesigned_ms": predict_ms(redesign(result.spec, **_redesign_options(config)), target)})
+        final = Path(result.out) / "final.pt"
+        spec, weights = result.spec.replace(name=spec.name), (str(final) if final.exists() else weights)
+        if result.status not in ("done", "within_budget"):
+            break
+    spec.to_yaml(out / "pre_redesign.yaml", header=f"NetAdapt's result after {len(rounds)} round(s): the network "
+                                                   "before the Section 5 redesign")
+    last = rounds[-1] if rounds else {}
+    return {"rounds": rounds, "budget_ms": last.get("budget_ms"), "status": last.get("status", "not needed"),
+            "iterations": sum(x["iterations"] for x in rounds), "result": costs(spec, target)}
 
 
 def run_redesign_stage(config: PipelineConfig, out: Path) -> dict:

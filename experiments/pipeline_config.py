@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
         "children": 12, "epochs": None, "proxy_resolution": None, "concurrency": 2, "cpus_per_trial": 1.0,
         "gpus_per_trial": 0.0, "retries": 1, "address": None, "rl_batch_size": 4, "proxy": {},
     },
-    "netadapt": {"budget_ms": "auto", "iterations": 4, "options": {}},
+    "netadapt": {"budget_ms": "auto", "rounds": 3, "iterations": 4, "on_redesigned": False, "options": {}},
     "redesign": {"from_resolution": 14, "from_index": None},
     "final_training": {"epochs": None, "threads": 1, "proxy": {}},
     "export": {"onnx": True, "onnx_tolerance": 1.0e-4},
@@ -75,6 +75,11 @@ class PipelineConfig:
             value = s[section][name]
             if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
                 raise ConfigError(f"{key}: {value!r} must be 'auto' or a positive number of milliseconds")
+        if not isinstance(s["netadapt"]["on_redesigned"], bool):
+            raise ConfigError(f"netadapt.on_redesigned: {s['netadapt']['on_redesigned']!r} must be true or false")
+        rounds = s["netadapt"]["rounds"]
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ConfigError(f"netadapt.rounds: {rounds!r} must be an integer >= 1")
         children = s["search"]["children"]
         if isinstance(children, bool) or not isinstance(children, int) or children < 1:
             raise ConfigError(f"search.children: {children!r} must be an integer >= 1")

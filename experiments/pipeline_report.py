@@ -129,6 +129,16 @@ def summary_table(stages: dict, ours: ArchSpec, paper: ArchSpec, config: Pipelin
     return pd.DataFrame(records)
 
 
+def _rounds_text(netadapt: dict) -> str:
+    rounds = netadapt["rounds"]
+    if not rounds:
+        return "not needed (the redesigned seed already meets the target)."
+    parts = [f"round {x['round']}: budget {x['budget_ms']:.2f} ms ({x['budget_reason']}), {x['iterations']} "
+             f"iteration(s), {x['initial_latency_ms']:.2f} -> {x['latency_ms']:.2f} ms ({x['status']}), redesigned "
+             f"{x['redesigned_ms']:.2f} ms" for x in rounds]
+    return "; ".join(parts) + "."
+
+
 def run_definition_stage(config: PipelineConfig, out: Path, stages: dict) -> dict:
     folder = out / "definition"
     ours = load_spec(out / stages["redesign"]["spec"])
@@ -146,8 +156,7 @@ def run_definition_stage(config: PipelineConfig, out: Path, stages: dict) -> dic
     md = [f"# Reproducing MobileNetV3-{config['network'].title()}: search -> NetAdapt -> Section 5 redesign", "",
           f"Final latency target: {target_ms} ms on `{config['target']}`; ours: {ours_ms:.2f} ms (predicted). "
           f"Search target {stages['search']['target_ms']:.2f} ms ({stages['search']['target_ms_reason']}); "
-          f"NetAdapt budget {stages['netadapt']['budget_ms']:.2f} ms ({stages['netadapt']['budget_reason']}); "
-          f"NetAdapt's seed: {stages['search']['seed_note']}.", "",
+          f"NetAdapt's seed: {stages['search']['seed_note']}. NetAdapt: {_rounds_text(stages['netadapt'])}", "",
           "## Summary", "", to_markdown(table), "",
           "MAdds and parameters are counted from the specs; latencies are predicted. Proxy top-1 trains ours and the "
           "paper's network with the same short schedule on the proxy data "
