@@ -81,7 +81,7 @@ def _fill_madds(table, keys: list[OpKey]) -> dict[OpKey, float]:
         return [1.0, op_cost(k)[0] / 1e6, k.out_channels * k.out_resolution * k.out_width / 1e5]
 
     for op in keys:
-        same = [(k, ms) for k, ms in zip(known, rows["median_ms"]) if k.operator == op.operator]
+        same = [(k, ms) for k, ms in zip(known, rows[getattr(table, "latency_column", "median_ms")]) if k.operator == op.operator]
         if not same:
             raise MissingOpsError([op], table.name, table.fill_command([op]))
         if len(same) >= 3:

@@ -18,7 +18,7 @@ from pathlib import Path
 from search_spaces import SpecError
 from search_spaces.spec import resolve_spec
 
-from .backends import BackendUnavailable, Protocol, backend_names, get_backend
+from .backends import STATISTICS, BackendUnavailable, Protocol, backend_names, get_backend
 from .profiler import elapsed, ops_for_specs, profile_ops
 from .table import ProvenanceMismatch
 from .targets import TargetError, load_target
@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=Protocol.warmup)
     parser.add_argument("--repeats", type=int, default=Protocol.repeats)
     parser.add_argument("--rounds", type=int, default=Protocol.rounds)
-    parser.add_argument("--chunk", type=int, default=8, help="ops compiled and interleaved together")
+    parser.add_argument("--statistic", choices=STATISTICS, default=Protocol.statistic,
+                        help="what a row reports: the fastest run (default; robust to a shared machine's noise) or "
+                             "the median of the rounds' medians")
+    parser.add_argument("--chunk", type=int, default=64,
+                        help="ops compiled and interleaved together (more spreads each op's rounds over a longer time)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             keys = space_ops(args.space, args.resolution)
         else:
             keys = ops_for_specs(resolve_spec(s, resolution=args.resolution) for s in args.specs)
-        protocol = Protocol(args.warmup, args.repeats, args.rounds)
+        protocol = Protocol(args.warmup, args.repeats, args.rounds, args.statistic)
         start = time.monotonic()
         print(f"{len(keys)} distinct ops; backend {backend.runtime_version()}, {backend.threads} thread(s)")
         table = profile_ops(keys, backend, args.out, protocol, chunk=args.chunk, seed=args.seed,

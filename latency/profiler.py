@@ -38,13 +38,19 @@ class OpStats:
     iqr_ms: float
     count: int
     round_medians: list[float]
+    min_ms: float = float("nan")
+
+    def value(self, statistic: str) -> float:
+        """The figure ``Protocol.statistic`` names."""
+        return self.min_ms if statistic == "min" else self.median_ms
 
 
 def _stats(samples: list[np.ndarray]) -> OpStats:
     rounds = [float(np.median(s)) for s in samples]
     all_samples = np.concatenate(samples)
     q1, q3 = np.percentile(all_samples, [25, 75])
-    return OpStats(float(np.median(rounds)), float(all_samples.mean()), float(q3 - q1), int(all_samples.size), rounds)
+    return OpStats(float(np.median(rounds)), float(all_samples.mean()), float(q3 - q1), int(all_samples.size), rounds,
+                   float(all_samples.min()))
 
 
 def ops_for_specs(specs: Iterable[ArchSpec]) -> list[OpKey]:
@@ -125,7 +131,7 @@ def _measure_remote(backend: Backend, ops: Sequence[OpKey], protocol: Protocol, 
 
 
 def profile_ops(keys: Sequence[OpKey], backend: Backend, out: str | Path, protocol: Protocol = Protocol(), *,
-                chunk: int = 8, seed: int = 0, progress: bool = True, log=print) -> MeasuredTable:
+                chunk: int = 64, seed: int = 0, progress: bool = True, log=print) -> MeasuredTable:
     """Measure every op of ``keys`` missing from the table at ``out``; return the complete table."""
     path = Path(out)
     table = open_table(path, backend, protocol)
@@ -147,8 +153,9 @@ def profile_ops(keys: Sequence[OpKey], backend: Backend, out: str | Path, protoc
             results = _measure_chunk(backend, ops, protocol, rng, tick=bar.update if bar else None)
             new = pd.DataFrame([{
                 "op_key": op.to_str(), "median_ms": max(0.0, s.median_ms - e.median_ms),
-                "mean_ms": max(0.0, s.mean_ms - e.mean_ms), "iqr_ms": s.iqr_ms, "count": s.count,
-                "overhead_ms": e.median_ms, **key_columns(op)} for op, (s, e) in results.items()],
+                "min_ms": max(0.0, s.min_ms - e.min_ms), "mean_ms": max(0.0, s.mean_ms - e.mean_ms),
+                "iqr_ms": s.iqr_ms, "count": s.count, "overhead_ms": e.value(protocol.statistic),
+                **key_columns(op)} for op, (s, e) in results.items()],
                 columns=COLUMNS).set_index("op_key")
             rows.append(new)
             table = MeasuredTable(table.name, pd.concat([r for r in rows if not r.empty]), table.provenance, path)

@@ -1,10 +1,12 @@
 """Per-op latency lookup tables with provenance.
 
 A measured table is two files side by side: ``NAME.csv`` (one row per op key: ``op_key``,
-``median_ms``, ``mean_ms``, ``iqr_ms``, ``count``, ``overhead_ms`` and the key's fields) and
-``NAME.provenance.json`` (backend and runtime version, threads, CPU, OS, date, protocol, ...).
-Rows are overhead-subtracted: ``median_ms`` is the op's time minus the runtime's per-call
-overhead measured on an empty graph of the same input. A network's prediction adds one
+``median_ms``, ``min_ms``, ``mean_ms``, ``iqr_ms``, ``count``, ``overhead_ms`` and the key's
+fields) and ``NAME.provenance.json`` (backend and runtime version, threads, CPU, OS, date,
+protocol, ...). Rows are overhead-subtracted: ``min_ms`` / ``median_ms`` is the op's time minus
+the runtime's per-call overhead measured on an empty graph of the same input, with the same
+statistic; the predictor reads the column of the protocol's ``statistic``
+(:class:`latency.backends.Protocol`). A network's prediction adds one
 per-network overhead (``network_overhead_ms``) back.
 
 Tables of different provenance never merge (:func:`merge_tables` refuses), so measurements
@@ -26,7 +28,7 @@ import pandas as pd
 
 from search_spaces import OpKey
 
-COLUMNS = ["op_key", "median_ms", "mean_ms", "iqr_ms", "count", "overhead_ms", "operator", "resolution",
+COLUMNS = ["op_key", "median_ms", "min_ms", "mean_ms", "iqr_ms", "count", "overhead_ms", "operator", "resolution",
            "in_channels", "expansion_channels", "out_channels", "kernel", "stride", "se_channels", "se_gate",
            "nonlinearity", "residual"]
 # Provenance fields that must agree for two tables to be merged (dates and notes may differ).
@@ -103,10 +105,20 @@ class MeasuredTable(LatencyTable):
     path: Path | None = None
 
     def __post_init__(self) -> None:
-        self._ms: dict[str, float] = dict(zip(self.rows.index, self.rows["median_ms"].astype(float)))
+        self._ms: dict[str, float] = dict(zip(self.rows.index, self.rows[self.latency_column].astype(float)))
         self._key_ms: dict[OpKey, float] = {}
         self._overhead: dict[str, float] = (dict(zip(self.rows.index, self.rows["overhead_ms"].astype(float)))
                                             if "overhead_ms" in self.rows else {})
+
+    @property
+    def statistic(self) -> str:
+        """``min`` or ``median`` (the protocol's; tables made before the choice existed: median)."""
+        return (self.provenance.get("protocol") or {}).get("statistic", "median")
+
+    @property
+    def latency_column(self) -> str:
+        """The column the predictor reads: ``min_ms`` or ``median_ms``, as the protocol says."""
+        return "min_ms" if self.statistic == "min" else "median_ms"
 
     @property
     def correction(self) -> tuple[float, float]:
@@ -183,7 +195,8 @@ def load_table(path: str | Path, name: str | None = None) -> MeasuredTable:
                          "tables without provenance are refused")
     provenance = json.loads(prov_path.read_text())
     rows = pd.read_csv(path)
-    missing_cols = [c for c in ("op_key", "median_ms") if c not in rows.columns]
+    statistic = (provenance.get("protocol") or {}).get("statistic", "median")
+    missing_cols = [c for c in ("op_key", "min_ms" if statistic == "min" else "median_ms") if c not in rows.columns]
     if missing_cols:
         raise ValueError(f"latency table {str(path)!r}: column {missing_cols[0]!r} missing")
     rows = rows.set_index("op_key")

@@ -33,7 +33,7 @@ from scipy import stats
 
 from search_spaces import ArchSpec, SpecError, reference
 
-from .backends import BackendUnavailable, Protocol, backend_names, get_backend
+from .backends import STATISTICS, BackendUnavailable, Protocol, backend_names, get_backend
 from .predictor import predict
 from .profiler import elapsed, ops_for_specs, profile_ops
 from .table import ProvenanceMismatch, atomic_write_text, load_table
@@ -70,7 +70,8 @@ def cross_validated(raw: np.ndarray, measured: np.ndarray, folds: int = 5, seed:
 
 
 def measure_networks(specs: list[ArchSpec], backend, protocol: Protocol, seed: int = 0, progress: bool = True):
-    """Median end-to-end ms of each spec; rounds interleaved across networks."""
+    """End-to-end ms of each spec (``protocol.statistic``: the fastest run or the median of the
+    rounds' medians) and its noise (IQR / median); rounds interleaved across networks."""
     from search_spaces import build
 
     rng = random.Random(seed)
@@ -100,7 +101,10 @@ def measure_networks(specs: list[ArchSpec], backend, protocol: Protocol, seed: i
     finally:
         for runner in runners:
             runner.close()
-    medians = np.array([np.median([np.median(r) for r in s]) for s in samples])
+    if protocol.statistic == "min":
+        medians = np.array([np.min(np.concatenate(s)) for s in samples])
+    else:
+        medians = np.array([np.median([np.median(r) for r in s]) for s in samples])
     noise = np.array([float(np.subtract(*np.percentile(np.concatenate(s), [75, 25])) / np.median(np.concatenate(s)))
                       for s in samples])
     return medians, noise
@@ -197,12 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=Protocol.warmup)
     parser.add_argument("--repeats", type=int, default=Protocol.repeats)
     parser.add_argument("--rounds", type=int, default=Protocol.rounds)
+    parser.add_argument("--statistic", choices=STATISTICS, default=Protocol.statistic,
+                        help="what a row reports: the fastest run (default; robust to a shared machine's noise) or "
+                             "the median of the rounds' medians")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
         backend = get_backend(args.backend, args.threads)
         summary = validate(args.table, backend, args.n, args.out, space=args.space, seed=args.seed,
-                           protocol=Protocol(args.warmup, args.repeats, args.rounds), resolution=args.resolution,
+                           protocol=Protocol(args.warmup, args.repeats, args.rounds, args.statistic), resolution=args.resolution,
                            progress=not args.no_progress)
     except (SpecError, ValueError, BackendUnavailable, ProvenanceMismatch, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -61,7 +61,10 @@ class ProxyConfig:
     ``constant`` keeps ``lr``. ``resolution``: None trains at the data's resolution; a number
     resizes each batch (bilinear, antialiased) and builds the child at that resolution.
     ``bn_recalibration_batches``: training batches over which BN statistics are measured again
-    before evaluation (0: keep the running statistics).
+    before evaluation (0: keep the running statistics). ``device``: where the child trains,
+    ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available); the search sets ``cuda`` when
+    trials get GPUs (``--gpus-per-trial``), Ray then choosing the GPU (``CUDA_VISIBLE_DEVICES``).
+    The data stay on the CPU and each batch is moved to the device.
     """
 
     epochs: float = 1.0
@@ -83,6 +86,7 @@ class ProxyConfig:
     bn_eps: float = 1e-3
     bn_recalibration_batches: int = 8
     eval_batch_size: int = 500
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         def bad(name: str, fix: str) -> ValueError:
@@ -114,9 +118,22 @@ class ProxyConfig:
             raise bad("momentum", "must be in [0, 1)")
         if not 0 < self.bn_momentum <= 1:
             raise bad("bn_momentum", "must be in (0, 1]")
+        if not isinstance(self.device, str) or not (
+                self.device in ("cpu", "cuda", "auto")
+                or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise bad("device", "must be cpu, cuda, cuda:N or auto")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTATIONS)):
             if getattr(self, name) not in choices:
                 raise bad(name, f"is not one of {', '.join(choices)}")
+
+    def torch_device(self) -> torch.device:
+        """The ``torch.device`` to train on; a clear error when CUDA is asked for but absent."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"ProxyConfig.device: {self.device!r} but torch sees no CUDA device "
+                               f"(torch {torch.__version__}); use device=cpu or give the trial a GPU")
+        return torch.device(self.device)
 
     def replace(self, **changes: Any) -> "ProxyConfig":
         return type(self)(**{**asdict(self), **changes})
@@ -219,6 +236,10 @@ def _train_batches(data: ProxyData, config: ProxyConfig, start_step: int, steps:
         yield step, x, data.train_y[rows]
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    return next(iter(model.parameters()), torch.empty(0)).device
+
+
 class _Optimizer:
     """Nesterov SGD with L2 weight decay (``torch.optim.SGD(nesterov=True)``'s update) or AdamW.
 
@@ -288,7 +309,9 @@ def train(model: nn.Module, data: ProxyData, config: ProxyConfig, steps: int | N
     losses: list[float] = []
     epoch_losses: list[float] = []
     start = time.perf_counter()
+    device = _device_of(model)
     for step, x, y in _train_batches(data, config, start_step, steps):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         lr, momentum = learning_rate(step, total, config)
         loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
         value = loss.item()
@@ -327,8 +350,9 @@ def recalibrate_bn(model: nn.Module, data: ProxyData, batches: int, config: Prox
         m.momentum = None
     model.train()
     order = _batch_order(len(data.train_y), config.batch_size, config.seed + 104_729, 0)
+    device = _device_of(model)
     for rows in order[:batches]:
-        model(_inputs(data, data.train_x[rows], config))
+        model(_inputs(data, data.train_x[rows], config).to(device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()
@@ -339,10 +363,11 @@ def evaluate(model: nn.Module, data: ProxyData, config: ProxyConfig | None = Non
     """(top-1 accuracy in [0, 1], mean cross-entropy) on the validation split, in eval mode."""
     config = config or ProxyConfig()
     model.eval()
+    device = _device_of(model)
     correct, loss_sum, n = 0, 0.0, len(data.val_y)
     for begin in range(0, n, config.eval_batch_size):
-        x = _inputs(data, data.val_x[begin:begin + config.eval_batch_size], config)
-        y = data.val_y[begin:begin + config.eval_batch_size]
+        x = _inputs(data, data.val_x[begin:begin + config.eval_batch_size], config).to(device)
+        y = data.val_y[begin:begin + config.eval_batch_size].to(device)
         logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += int((logits.argmax(1) == y).sum())
@@ -361,13 +386,16 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def build_child(spec, data: ProxyData, config: ProxyConfig) -> nn.Module:
-    """The child of ``spec`` for ``data``: its resolution, classes and input channels, seeded init."""
+    """The child of ``spec`` for ``data`` (its resolution, classes and input channels), seeded
+    init (on the CPU, so a seed gives the same weights on every device), on ``config.device``."""
     import search_spaces
 
     resolution = config.resolution or data.resolution
     spec = spec.replace(resolution=resolution, num_classes=data.num_classes, in_channels=data.in_channels)
     torch.manual_seed(config.seed)
-    return search_spaces.build(spec, bn_eps=config.bn_eps, bn_momentum=config.bn_momentum)
+    model = search_spaces.build(spec, bn_eps=config.bn_eps, bn_momentum=config.bn_momentum)
+    device = config.torch_device()
+    return model if device.type == "cpu" else model.to(device)
 
 
 # --------------------------------------------------------------------------- the score

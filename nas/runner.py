@@ -93,7 +93,7 @@ def _latency_fn(target_name: str):
             protocol_dict = table.provenance.get("protocol", {})
             from latency.backends import Protocol
 
-            profile_ops(err.missing, backend, target.table_path, Protocol(**protocol_dict) if protocol_dict else Protocol(),
+            profile_ops(err.missing, backend, target.table_path, Protocol(**{"statistic": "median", **protocol_dict}) if protocol_dict else Protocol(),
                         progress=False, log=None)
             _target_table.cache_clear()
             load_table(target.table_path)
@@ -205,6 +205,11 @@ def run_search(config: SearchConfig) -> dict:
     if config.epochs is not None:
         proxy = proxy.replace(epochs=config.epochs)
     proxy = proxy.replace(seed=config.seed, threads=max(1, int(config.cpus_per_trial)))
+    if config.gpus_per_trial > 0 and "device" not in config.proxy_overrides:
+        proxy = proxy.replace(device="cuda")  # Ray gives each trial its GPU(s) via CUDA_VISIBLE_DEVICES
+    if proxy.device.startswith("cuda") and config.gpus_per_trial <= 0:
+        raise SearchError(f"proxy.device: {proxy.device!r} needs GPUs for the trials; pass --gpus-per-trial 1 "
+                          "(or a fraction to share a GPU), or leave the device at cpu")
     trial_config = {"data": config.data, "proxy": dataclasses.asdict(proxy), "proxy_resolution": config.proxy_resolution,
                     "use_gpu": config.gpus_per_trial > 0}
 

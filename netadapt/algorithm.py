@@ -59,7 +59,8 @@ class _Run:
         self.initial_ms = predict_ms(spec, self.table)
         self.budget_ms = config.budget_ms if config.budget_ms is not None else config.budget_ratio * self.initial_ms
         self.records: list[dict] = []
-        self.executor = ProposalExecutor(config.concurrency, config.cpus_per_proposal, config.retries, config.address)
+        self.executor = ProposalExecutor(config.concurrency, config.cpus_per_proposal, config.retries, config.address,
+                                         gpus_per_proposal=config.gpus_per_proposal)
 
     # ----------------------------------------------------------------- files
     def prepare(self) -> None:
@@ -113,6 +114,11 @@ class _Run:
         if c.pretrain_epochs is not None:
             proxy = proxy.replace(epochs=c.pretrain_epochs)
         self.proxy = proxy.replace(seed=c.seed, threads=max(1, int(c.cpus_per_proposal)))
+        if c.gpus_per_proposal > 0 and "device" not in c.proxy_overrides:
+            self.proxy = self.proxy.replace(device="cuda")  # Ray hands each proposal its GPU
+        if self.proxy.device.startswith("cuda") and c.gpus_per_proposal <= 0:
+            raise NetAdaptError(f"proxy.device: {self.proxy.device!r} needs GPUs for the proposals; pass "
+                                "--gpus-per-proposal 1 (or a fraction), or leave the device at cpu")
         # The seed's pre-training and the long-term fine-tune run in this process with as many
         # threads as one proposal gets: more threads than free cores only spin on a busy machine.
         self.driver_threads = self.proxy.threads

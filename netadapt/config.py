@@ -60,6 +60,7 @@ class NetAdaptConfig:
     seed: int = 0
     concurrency: int = 2
     cpus_per_proposal: float = 1.0
+    gpus_per_proposal: float = 0.0
     address: str | None = None
     max_iterations: int | None = None
     retries: int = 1
@@ -101,6 +102,8 @@ class NetAdaptConfig:
             raise bad("concurrency", "must be an integer >= 1")
         if not self.cpus_per_proposal > 0:
             raise bad("cpus_per_proposal", "must be positive")
+        if not (isinstance(self.gpus_per_proposal, (int, float)) and self.gpus_per_proposal >= 0):
+            raise bad("gpus_per_proposal", "must be >= 0 (a fraction shares a GPU between proposals)")
         if self.val_size is not None and (isinstance(self.val_size, bool) or not isinstance(self.val_size, int)
                                           or self.val_size < 1):
             raise bad("val_size", "must be None (the whole validation split) or an integer >= 1")

@@ -15,8 +15,9 @@ from typing import Iterator
 
 class ProposalExecutor:
     def __init__(self, concurrency: int, cpus_per_proposal: float = 1.0, retries: int = 1,
-                 address: str | None = None):
+                 address: str | None = None, gpus_per_proposal: float = 0.0):
         self.concurrency, self.cpus_per_proposal = concurrency, cpus_per_proposal
+        self.gpus_per_proposal = gpus_per_proposal
         self.retries, self.address = retries, address
         self.started_ray = False
         self._task = self._data_ref = None
@@ -30,6 +31,7 @@ class ProposalExecutor:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         init = {"address": self.address} if self.address else {
             "num_cpus": max(1, math.ceil(self.concurrency * self.cpus_per_proposal)), "include_dashboard": False}
+        # a local Ray detects this machine's GPUs itself; --gpus-per-proposal then reserves them
         ray.init(log_to_driver=False, configure_logging=False, **init)
         self.started_ray = True
 
@@ -53,6 +55,7 @@ class ProposalExecutor:
         self.start()
         if self._task is None:
             self._task = ray.remote(evaluate_proposal).options(num_cpus=self.cpus_per_proposal,
+                                                               num_gpus=self.gpus_per_proposal,
                                                                max_retries=self.retries)
         if self._data_id != id(data):
             self._data_ref, self._data_id = ray.put(data), id(data)

@@ -75,7 +75,7 @@ def evaluate_proposal(job: dict, parent_state: dict, data: ProxyData) -> dict:
             model.load_state_dict(inherit(parent_state, trained_spec(parent, data, config),
                                           trained_spec(child, data, config)))
             result.update(train_and_score(model, data, config))
-            result["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            result["state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     except TrainingDiverged as err:
         result.update(status="diverged", reason=str(err))
     except Exception as err:  # a proposal that fails is recorded, not fatal

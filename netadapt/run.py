@@ -67,6 +67,9 @@ def parse_args(argv=None) -> NetAdaptConfig:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--concurrency", type=int, default=d.concurrency, help="proposals fine-tuned at once")
     p.add_argument("--cpus-per-proposal", type=float, default=d.cpus_per_proposal)
+    p.add_argument("--gpus-per-proposal", type=float, default=d.gpus_per_proposal,
+                   help="GPUs per proposal's fine-tune (a fraction shares one); > 0 also trains the seed and the "
+                        "long-term fine-tune on CUDA")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto, or a GCS address)")
     p.add_argument("--max-iterations", type=int, help="stop after this many iterations")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per iteration)")
@@ -85,7 +88,8 @@ def parse_args(argv=None) -> NetAdaptConfig:
         finetune_lr=a.finetune_lr, pretrain_epochs=a.pretrain_epochs, weights=a.weights, data=a.data,
         val_size=a.val_size or None,
         proxy_resolution=a.proxy_resolution, proxy_overrides=overrides, out=a.out, resume=a.resume, seed=a.seed,
-        concurrency=a.concurrency, cpus_per_proposal=a.cpus_per_proposal, address=a.address,
+        concurrency=a.concurrency, cpus_per_proposal=a.cpus_per_proposal,
+        gpus_per_proposal=a.gpus_per_proposal, address=a.address,
         max_iterations=a.max_iterations, progress=not a.no_progress)
 
 

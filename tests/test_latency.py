@@ -99,6 +99,23 @@ def test_profiling_into_a_table_of_other_protocol_is_refused(small_table):
                     Protocol(warmup=1, repeats=4, rounds=2), progress=False, log=None)
 
 
+def test_the_protocol_statistic_chooses_the_column(small_table, tmp_path):
+    rows = small_table.rows
+    assert small_table.statistic == "min" and small_table.latency_column == "min_ms"
+    assert (rows["min_ms"] >= 0).all() and rows["min_ms"].notna().all()
+    keys = small_spec().op_keys()
+    assert np.allclose(small_table.lookup_ms(keys), rows.loc[[k.to_str() for k in keys], "min_ms"])
+    with pytest.raises(ProvenanceMismatch, match="protocol"):  # one table, one statistic
+        profile_ops(keys, get_backend("onnxruntime", 1), small_table.path,
+                    Protocol(warmup=1, repeats=3, rounds=2, statistic="median"), progress=False, log=None)
+    median = profile_ops(keys[:2], get_backend("onnxruntime", 1), tmp_path / "median.csv",
+                         Protocol(warmup=1, repeats=3, rounds=2, statistic="median"), progress=False, log=None)
+    assert median.latency_column == "median_ms"
+    assert np.allclose(median.lookup_ms(keys[:2]), median.rows.loc[[k.to_str() for k in keys[:2]], "median_ms"])
+    with pytest.raises(ValueError, match="Protocol.statistic: 'mean' is not one of min, median"):
+        Protocol(statistic="mean")
+
+
 def test_table_without_provenance_is_refused(small_table, tmp_path):
     bare = tmp_path / "bare.csv"
     bare.write_text(small_table.path.read_text())

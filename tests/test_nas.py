@@ -140,6 +140,13 @@ def test_existing_run_needs_resume(tmp_path, ray_session):
         _search(tmp_path, ray_session, strategy="random", children=1)
 
 
+def test_cuda_children_need_gpus_per_trial(tmp_path, ray_session):
+    from nas.runner import SearchError
+
+    with pytest.raises(SearchError, match=r"proxy.device: 'cuda' needs GPUs for the trials; pass --gpus-per-trial 1"):
+        _search(tmp_path, ray_session, strategy="random", children=1, proxy_overrides={**TINY, "device": "cuda"})
+
+
 def test_resume_after_killing_a_real_search(tmp_path, ray_session):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "nas.search", "--target", "pixel1", "--children", "6", "--out", str(out),

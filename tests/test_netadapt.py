@@ -397,6 +397,36 @@ def _cli(files: Path, out: Path, *extra: str) -> list[str]:
     return args + list(extra)
 
 
+def test_cuda_proposals_need_gpus_per_proposal(tmp_path, blobs):
+    run = dict(TINY_RUN, proxy_overrides={**TINY_PROXY, "device": "cuda"})
+    with pytest.raises(NetAdaptError, match=r"proxy.device: 'cuda' needs GPUs for the proposals; pass "
+                                            r"--gpus-per-proposal 1"):
+        run_netadapt(NetAdaptConfig(spec=TINY, budget_ratio=0.9, data=blobs, out=str(tmp_path / "a"), **run))
+    with pytest.raises(NetAdaptError, match="gpus_per_proposal: -1 must be >= 0"):
+        NetAdaptConfig(spec=TINY, budget_ratio=0.9, gpus_per_proposal=-1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_proposal_fine_tuned_on_cuda_matches_the_cpu(blobs):
+    from nas.proxy import ProxyConfig
+    from netadapt.finetune import evaluate_proposal, finetune_config
+
+    parent = TINY.replace(resolution=16, num_classes=4, in_channels=1)
+    child = parent.replace(blocks=(parent.blocks[0], dataclasses.replace(parent.blocks[1], expansion_channels=32),
+                                   parent.blocks[2]))
+    torch.manual_seed(0)
+    state = build(parent).state_dict()
+    proxy = finetune_config(ProxyConfig(**TINY_PROXY), blobs, steps=4, lr=0.01, seed=0)
+    results = {}
+    for device in ("cpu", "cuda"):
+        job = {"index": 0, "spec": child.to_dict(), "parent_spec": parent.to_dict(),
+               "proxy": dataclasses.asdict(proxy.replace(device=device))}
+        results[device] = evaluate_proposal(job, state, blobs)
+    assert results["cuda"]["status"] == "ok", results["cuda"]["reason"]
+    assert all(v.device.type == "cpu" for v in results["cuda"]["state"].values())  # sent back as CPU tensors
+    assert results["cuda"]["train_loss"] == pytest.approx(results["cpu"]["train_loss"], rel=1e-3)
+
+
 def test_cli_bad_inputs(tmp_path, cli_files):
     done = subprocess.run(_cli(cli_files, tmp_path / "same", "--budget-ratio", "1.0"), cwd=ROOT, capture_output=True,
                           text=True, timeout=300)

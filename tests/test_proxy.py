@@ -246,6 +246,30 @@ def test_schedule_and_config():
         ProxyConfig.from_dict({"nope": 1})
 
 
+def test_device_setting():
+    with pytest.raises(ValueError, match="ProxyConfig.device: 'gpu' must be cpu, cuda, cuda:N or auto"):
+        ProxyConfig(device="gpu")
+    assert ProxyConfig(device="cuda:1").device == "cuda:1"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert ProxyConfig(device="auto").torch_device().type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_scored_error(data):
+    result = train_child(TINY, data, FAST.replace(device="cuda"))
+    assert result.status == "error" and "ProxyConfig.device: 'cuda' but torch sees no CUDA device" in result.reason
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_matches_cpu(data):
+    # Same seed, same batches: a child trained on the GPU scores like the CPU one (float
+    # reductions differ in order, so the losses agree to rounding, not bit for bit).
+    cpu, gpu = train_child(TINY, data, FAST), train_child(TINY, data, FAST.replace(device="cuda"))
+    assert gpu.status == "ok", gpu.reason
+    assert gpu.train_loss == pytest.approx(cpu.train_loss, rel=1e-3)
+    assert gpu.val_loss == pytest.approx(cpu.val_loss, rel=1e-2)
+
+
 # --------------------------------------------------------------------------- the benchmark
 def test_summary_statistics():
     from experiments.proxy_discrimination import summarise

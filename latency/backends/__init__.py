@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Backend, BackendUnavailable, Compiled, Protocol
+from .base import STATISTICS, Backend, BackendUnavailable, Compiled, Protocol
 
 _REGISTRY = {
     "onnxruntime": ("latency.backends.onnxruntime_backend", "OnnxRuntimeBackend"),
@@ -13,7 +13,7 @@ _REGISTRY = {
     "android": ("latency.backends.android_backend", "AndroidBackend"),
 }
 
-__all__ = ["Backend", "BackendUnavailable", "Compiled", "Protocol", "get_backend", "backend_names"]
+__all__ = ["Backend", "BackendUnavailable", "Compiled", "Protocol", "STATISTICS", "get_backend", "backend_names"]
 
 
 def backend_names() -> tuple[str, ...]:
