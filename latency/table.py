@@ -113,7 +113,7 @@ class MeasuredTable(LatencyTable):
     @property
     def statistic(self) -> str:
         """``min`` or ``median`` (the protocol's; tables made before the choice existed: median)."""
-        return (self.provenance.get("protocol") or {}).get("statistic", "median")
+        return protocol_statistic(self.provenance)
 
     @property
     def latency_column(self) -> str:
@@ -180,6 +180,13 @@ class MeasuredTable(LatencyTable):
         return path
 
 
+def protocol_statistic(provenance: Mapping) -> str:
+    """The statistic a table's rows report: its protocol's, or ``median`` (tables from before the
+    choice existed, and model tables whose ``protocol`` is a description)."""
+    protocol = provenance.get("protocol")
+    return protocol.get("statistic", "median") if isinstance(protocol, Mapping) else "median"
+
+
 def empty_rows() -> pd.DataFrame:
     return pd.DataFrame(columns=COLUMNS).set_index("op_key")
 
@@ -195,7 +202,7 @@ def load_table(path: str | Path, name: str | None = None) -> MeasuredTable:
                          "tables without provenance are refused")
     provenance = json.loads(prov_path.read_text())
     rows = pd.read_csv(path)
-    statistic = (provenance.get("protocol") or {}).get("statistic", "median")
+    statistic = protocol_statistic(provenance)
     missing_cols = [c for c in ("op_key", "min_ms" if statistic == "min" else "median_ms") if c not in rows.columns]
     if missing_cols:
         raise ValueError(f"latency table {str(path)!r}: column {missing_cols[0]!r} missing")

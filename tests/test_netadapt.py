@@ -403,7 +403,7 @@ def test_cuda_proposals_need_gpus_per_proposal(tmp_path, blobs):
                                             r"--gpus-per-proposal 1"):
         run_netadapt(NetAdaptConfig(spec=TINY, budget_ratio=0.9, data=blobs, out=str(tmp_path / "a"), **run))
     with pytest.raises(NetAdaptError, match="gpus_per_proposal: -1 must be >= 0"):
-        NetAdaptConfig(spec=TINY, budget_ratio=0.9, gpus_per_proposal=-1)
+        NetAdaptConfig(spec=TINY, budget_ratio=0.9, gpus_per_proposal=-1).check()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
