@@ -102,12 +102,12 @@ def measure_networks(specs: list[ArchSpec], backend, protocol: Protocol, seed: i
         for runner in runners:
             runner.close()
     if protocol.statistic == "min":
-        medians = np.array([np.min(np.concatenate(s)) for s in samples])
+        values = np.array([np.min(np.concatenate(s)) for s in samples])
     else:
-        medians = np.array([np.median([np.median(r) for r in s]) for s in samples])
+        values = np.array([np.median([np.median(r) for r in s]) for s in samples])
     noise = np.array([float(np.subtract(*np.percentile(np.concatenate(s), [75, 25])) / np.median(np.concatenate(s)))
                       for s in samples])
-    return medians, noise
+    return values, noise
 
 
 def sample_specs(space_name: str, n: int, seed: int, resolution: int | None) -> list[ArchSpec]:

@@ -20,6 +20,18 @@ from .runner import SearchConfig, SearchError, run_search
 from .reward import W_LARGE
 
 
+def parse_overrides(items: list[str], parser: argparse.ArgumentParser, example: str) -> dict:
+    """``--proxy KEY=VALUE`` flags as a dict, each value read as YAML (``0.05`` a float, ``null``
+    None); a flag without ``=`` is a usage error that shows ``example``."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--proxy {item!r}: write KEY=VALUE, e.g. --proxy {example}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
 def parse_args(argv=None) -> SearchConfig:
     d = SearchConfig()
     p = argparse.ArgumentParser(prog="python -m nas.search", description=__doc__.splitlines()[0])
@@ -48,12 +60,7 @@ def parse_args(argv=None) -> SearchConfig:
                    help="override a proxy-training setting (nas.proxy.ProxyConfig), e.g. --proxy lr=0.05")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    overrides = {}
-    for item in a.proxy:
-        key, sep, value = item.partition("=")
-        if not sep:
-            p.error(f"--proxy {item!r}: write KEY=VALUE, e.g. --proxy lr=0.05")
-        overrides[key.strip()] = yaml.safe_load(value)
+    overrides = parse_overrides(a.proxy, p, example="lr=0.05")
     alpha, beta = (0.0, -1.0) if a.hard else (a.alpha, a.beta)
     return SearchConfig(target=a.target, target_ms=a.target_ms, w=a.w, alpha=alpha, beta=beta, space=a.space,
                         strategy=a.strategy, children=a.children, epochs=a.epochs, data=a.data,

@@ -9,6 +9,8 @@ schedule), :mod:`.executor` (Ray tasks), :mod:`.algorithm` (the loop), :mod:`.jo
 on first use.
 """
 
+from search_spaces._lazy import lazy_getattr
+
 _LAZY = {
     "NetAdaptConfig": ("config", "NetAdaptConfig"),
     "NetAdaptError": ("config", "NetAdaptError"),
@@ -27,12 +29,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(f".{module}", __name__), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

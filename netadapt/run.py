@@ -14,9 +14,9 @@ import argparse
 import json
 import sys
 
-import yaml
 
 from latency import MissingOpsError, TargetError
+from nas.search import parse_overrides
 from search_spaces import SpecError
 
 from .algorithm import run_netadapt
@@ -74,12 +74,7 @@ def parse_args(argv=None) -> NetAdaptConfig:
     p.add_argument("--max-iterations", type=int, help="stop after this many iterations")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per iteration)")
     a = p.parse_args(argv)
-    overrides = {}
-    for item in a.proxy:
-        key, sep, value = item.partition("=")
-        if not sep:
-            p.error(f"--proxy {item!r}: write KEY=VALUE, e.g. --proxy batch_size=32")
-        overrides[key.strip()] = yaml.safe_load(value)
+    overrides = parse_overrides(a.proxy, p, example="batch_size=32")
     kinds = tuple(k.strip() for k in a.proposals.split(",") if k.strip())
     return NetAdaptConfig(
         spec=a.spec, target=a.target, budget_ms=a.budget_ms, budget_ratio=a.budget_ratio,

@@ -22,8 +22,6 @@ Checkpoints are plain ``torch.save(state_dict)`` files, read with ``weights_only
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,19 +201,9 @@ def inherit(state: dict, parent: ArchSpec, child: ArchSpec) -> dict[str, torch.T
 # --------------------------------------------------------------------------- files
 def save_weights(state: dict, path: str | Path) -> None:
     """``torch.save(state)`` so that a kill leaves either the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({k: v.detach().cpu() for k, v in state.items()}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from latency.table import atomic_write
+
+    atomic_write(path, lambda f: torch.save({k: v.detach().cpu() for k, v in state.items()}, f), binary=True)
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:

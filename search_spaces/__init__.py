@@ -13,6 +13,8 @@ from .references import reference
 from .spec import (NONLINEARITIES, OPERATORS, ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec, load_spec,
                    se_width)
 
+from ._lazy import lazy_getattr
+
 _LAZY = {
     "build": ("builder", "build"),
     "build_op": ("builder", "build_op"),
@@ -26,12 +28,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(f".{module}", __name__), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
