@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from nas.data import load_data
-from nas.proxy import ProxyConfig, train_child
+from proxytask.data import load_data
+from proxytask.train import ProxyConfig, train_child
 
 from .proxy_discrimination import children
 

@@ -127,8 +127,8 @@ def _finetuned(spec_dict: dict, seed_spec_dict: dict, seed_state: dict, data_sou
     """Inherit the pre-trained seed's weights (largest L2 norms), fine-tune ``steps`` steps, score."""
     import torch
 
-    from nas.data import load_data
-    from nas.proxy import ProxyConfig, torch_threads
+    from proxytask.data import load_data
+    from proxytask.train import ProxyConfig, torch_threads
     from netadapt.config import DEFAULT_PROXY
     from netadapt.finetune import finetune_config, load_model, train_and_score, trained_spec
     from netadapt.weights import inherit
@@ -147,8 +147,8 @@ def _finetuned(spec_dict: dict, seed_spec_dict: dict, seed_state: dict, data_sou
 
 
 def _scratch(spec_dict: dict, data_source: str, seed: int) -> dict:
-    from nas.data import load_data
-    from nas.proxy import ProxyConfig, train_child
+    from proxytask.data import load_data
+    from proxytask.train import ProxyConfig, train_child
     from search_spaces import ArchSpec
 
     result = train_child(ArchSpec.from_dict(spec_dict), load_data(data_source), ProxyConfig(seed=seed))
@@ -158,8 +158,8 @@ def _scratch(spec_dict: dict, data_source: str, seed: int) -> dict:
 def compare(run_dir: Path, budget_ratio: float, seeds: int, data_source: str = "default") -> dict:
     import ray
 
-    from nas.data import load_data
-    from nas.proxy import ProxyConfig, torch_threads
+    from proxytask.data import load_data
+    from proxytask.train import ProxyConfig, torch_threads
     from netadapt.algorithm import run_netadapt
     from netadapt.config import DEFAULT_PROXY, NetAdaptConfig
     from netadapt.finetune import load_model, score

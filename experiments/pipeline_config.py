@@ -2,7 +2,7 @@
 
 A config has top-level settings (``network``, ``target``, ``target_ms``, ``data``, ``seed``) and
 one section per stage: ``search`` (:class:`nas.runner.SearchConfig` fields, ``proxy`` for
-:class:`nas.proxy.ProxyConfig` overrides), ``netadapt``, ``redesign``, ``final_training`` and
+:class:`proxytask.train.ProxyConfig` overrides), ``netadapt``, ``redesign``, ``final_training`` and
 ``export``. Unknown keys are errors naming the key; omitted keys take the defaults below.
 """
 
@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "search": {
         "space": "mnasnet", "strategy": "rl", "w": -0.07, "alpha": None, "beta": None, "target_ms": "auto",
-        "children": 12, "epochs": None, "proxy_resolution": None, "concurrency": 2, "cpus_per_trial": 1.0,
+        "children": 12, "epochs": None, "proxy_resolution": None, "profile": None, "concurrency": 2, "cpus_per_trial": 1.0,
         "gpus_per_trial": 0.0, "retries": 1, "address": None, "rl_batch_size": 4, "proxy": {},
     },
     "netadapt": {"budget_ms": "auto", "rounds": 3, "iterations": 4, "on_redesigned": False, "options": {}},

@@ -79,28 +79,38 @@ def emit(spec: ArchSpec, folder: Path, seed: int, tolerance: float, onnx: bool =
     return result
 
 
+def model_device(model):
+    return next(iter(model.parameters())).device
+
+
 def proxy_train(specs: dict[str, ArchSpec], config: PipelineConfig, folder: Path) -> dict[str, dict]:
     """Train each spec on the proxy data with the same settings; the first one's weights are saved."""
     import torch
 
-    from nas.data import load_data
-    from nas.proxy import ProxyConfig, build_child, evaluate, recalibrate_bn, torch_threads, train
+    from proxytask.profiles import signal
+    from proxytask.train import build_child, evaluate, recalibrate_bn, torch_threads, train
 
     final = config["final_training"]
-    search_proxy = dict(config["search"]["proxy"])
-    proxy = ProxyConfig(**{**search_proxy, **final["proxy"]}).replace(threads=final["threads"], seed=config["seed"])
+    overrides = {**dict(config["search"]["proxy"]), **final["proxy"], "threads": final["threads"],
+                 "seed": config["seed"], "device": final["proxy"].get("device", "cpu")}
+    if config["search"].get("proxy_resolution") is not None:
+        overrides["resolution"] = config["search"]["proxy_resolution"]
     if final["epochs"] is not None:
-        proxy = proxy.replace(epochs=final["epochs"])
-    data = load_data(config["data"], resolution=config["search"]["proxy_resolution"], seed=0)
+        overrides["epochs"] = final["epochs"]
+    sig = signal(config["search"].get("profile") or "cpu", data=config["data"], overrides=overrides)
+    proxy = sig.proxy
+    data = sig.load(seed=0)
     results = {}
     for i, (label, spec) in enumerate(specs.items()):
         with torch_threads(proxy.threads):
             model = build_child(spec, data, proxy)
-            train_loss = train(model, data, proxy)
+            train_loss = train(model, data.to(model_device(model)), proxy)
             recalibrate_bn(model, data, proxy.bn_recalibration_batches, proxy)
-            accuracy, val_loss = evaluate(model, data, proxy)
-        results[label] = {"accuracy": accuracy, "val_loss": val_loss, "train_loss": train_loss,
-                          "steps": proxy.total_steps(data)}
+            accuracy, val_loss = evaluate(model, data, proxy, split="val")
+            test_accuracy = evaluate(model, data, proxy, split="test")[0]
+        # reported: the test split (nothing selected on it); validation kept beside it
+        results[label] = {"accuracy": test_accuracy, "test_accuracy": test_accuracy, "val_accuracy": accuracy,
+                          "val_loss": val_loss, "train_loss": train_loss, "steps": proxy.total_steps(data)}
         if i == 0:
             spec.replace(resolution=proxy.resolution or data.resolution, num_classes=data.num_classes,
                          in_channels=data.in_channels).to_yaml(folder / "proxy_spec.yaml",
@@ -122,7 +132,7 @@ def summary_table(stages: dict, ours: ArchSpec, paper: ArchSpec, config: Pipelin
     ]
     records = [{"network": label, "MAdds (M)": c["madds_m"], "params (M)": c["params_m"],
                 f"{target} latency (ms, predicted)": c["latency_ms"],
-                "proxy top-1 (%)": None if acc is None else round(100 * acc["accuracy"], 2)} for label, c, acc in rows]
+                "proxy test top-1 (%)": None if acc is None else round(100 * acc["accuracy"], 2)} for label, c, acc in rows]
     records.append({"network": f"paper, Table 3 ({published[0]}, quoted)", "MAdds (M)": published[2],
                     "params (M)": published[3], f"{target} latency (ms, predicted)": None,
                     "proxy top-1 (%)": None, "paper P-1 (ms)": published[4], "ImageNet top-1 (%, quoted)": published[1]})

@@ -4,7 +4,7 @@
         [--data default] [--workers 2] [--out results/proxy_discrimination.json]
 
 Children are random samples of the search space (``random.Random(child_seed + i)``), decoded to
-specs; each is trained once per training seed with :func:`nas.proxy.train_child`. The report
+specs; each is trained once per training seed with :func:`proxytask.train.train_child`. The report
 gives the accuracy of every (child, seed), the spread of the seed-averaged accuracies (max - min
 and the 10-90 % interval), the Spearman rank correlation of the accuracies of the first two
 seeds (do two independent runs rank the children alike?) and seconds per child. ``--workers``
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.data import ProxyData, load_data
-from nas.proxy import ProxyConfig, train_child
+from proxytask.data import ProxyData, load_data
+from proxytask.train import ProxyConfig, train_child
 
 _WORKER_DATA: ProxyData | None = None
 

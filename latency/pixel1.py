@@ -7,6 +7,11 @@ column (the h-swish ablation). The published figures live below as data, with th
 Other published Pixel-1 numbers (MnasNet's, ProxylessNAS's) come from older runtimes and are
 kept out. Nothing here is a measurement, and the provenance says so.
 
+Table 3's "Mnas-small" row is not fitted (:data:`NOT_FITTED`): the paper's 65.1M-MAdds network
+is MnasNet's first small model, whose architecture was never released; the public
+``mnasnet_small`` (68.3M MAdds) is a different network, so its published 20.3 ms says nothing
+exact about any spec we have. Its prediction is reported beside the fit, never scored.
+
 Model. An op's latency is a non-negative linear function of five counts taken from the op key
 alone (:func:`op_features`; layers as in :func:`search_spaces.cost.op_layers`):
 
@@ -34,8 +39,21 @@ Fit, deterministic and in two stages (:func:`fit`), using :func:`scipy.optimize.
    one coefficient (least squares through the origin, non-negative). Pricing residual adds and
    SE's multiply with the same per-pass cost is a prior: the published figures cannot tell those
    element-wise ops apart from h-swish.
-2. The other four coefficients: NNLS on Table 3's eight networks, in relative terms (each row
-   divided by its published latency), after subtracting the element-pass cost of stage 1.
+2. The other four coefficients: NNLS on Table 3's seven fitted networks, in relative terms (each
+   row divided by its published latency), after subtracting the element-pass cost of stage 1.
+
+Honest errors. Leave-one-out (:func:`leave_one_out`) refits without one network and predicts
+it; but V3-Large 0.75 left out keeps V3-Large 1.0 in the fit, a sibling that differs only in
+width, which flatters the error. Leave-one-family-out (:func:`leave_one_family_out`) leaves out
+every Table 3 width of the network at once (V3-Large 1.0 and 0.75 together; V3-Small; V2 1.0
+and 0.35) and is the figure to quote for a network family the model has never seen.
+
+Calibration domain (:meth:`ModelTable.extrapolations`): the published networks have 1x1, 3x3
+and 5x5 kernels, regular convolutions only in the stem and as 1x1 layers, and 224x224 inputs.
+A prediction with 7x7 kernels, a regular k x k convolution after the stem, an input outside
+128-256 pixels (feature maps within a factor of about 1.75 of those the fit saw), or a dense
+head's element-wise ops (priced by priors only) is an extrapolation, and ``latency.predict``
+says so.
 
 The V3-Large duplicate (Table 3: 51 ms, Table 5: 51.4 ms for the same network) is resolved by
 role: Table 3 compares networks, so its 51 ms sets the absolute level; Table 5 is an ablation
@@ -83,6 +101,9 @@ ACTIVATION_PASSES = {"relu": 0, "relu6": 0, "none": 0, "hswish": 1, "swish": 2, 
 # priced as one pass (the published figures say nothing about resizes). Each is also a layer.
 ELEMENTWISE_OP_PASSES = {"upsample": 1, "mul": 1, "add": 1}
 GATE_PASSES = {"hsigmoid": 1, "sigmoid": 2, "none": 0}
+# The calibration domain (see the module docstring and ModelTable.extrapolations).
+DOMAIN_KERNELS = (1, 3, 5)
+DOMAIN_INPUT_PIXELS = (128, 256)
 _ELEMENTWISE = FEATURES.index("elementwise_mpasses")
 _LEVEL = tuple(i for i in range(len(FEATURES)) if i != _ELEMENTWISE)  # fitted on Table 3
 
@@ -103,6 +124,11 @@ class PublishedPoint:
     def network(self) -> tuple[str, float, str]:
         return (self.reference, self.width, self.variant)
 
+    @property
+    def family(self) -> str:
+        """The network family: every width and variant of one reference network."""
+        return self.reference
+
     def spec(self) -> ArchSpec:
         spec = reference(self.reference, self.width)
         if self.variant == "default":
@@ -115,7 +141,7 @@ class PublishedPoint:
 
 
 # Howard et al. 2019, Table 3 ("Floating point performance on the Pixel family of phones"),
-# column P-1, rows with a reference spec (Proxyless has none and is left out).
+# column P-1, rows whose network we have exactly (Proxyless has no spec; Mnas-small: NOT_FITTED).
 TABLE3_P1 = (
     PublishedPoint("V3-Large 1.0", "Table 3", 51.0, "mobilenet_v3_large", 1.0),
     PublishedPoint("V3-Large 0.75", "Table 3", 39.0, "mobilenet_v3_large", 0.75),
@@ -123,9 +149,14 @@ TABLE3_P1 = (
     PublishedPoint("V2 1.0", "Table 3", 64.0, "mobilenet_v2", 1.0),
     PublishedPoint("V3-Small 1.0", "Table 3", 15.8, "mobilenet_v3_small", 1.0),
     PublishedPoint("V3-Small 0.75", "Table 3", 12.8, "mobilenet_v3_small", 0.75),
-    PublishedPoint("Mnas-small", "Table 3", 20.3, "mnasnet_small", 1.0),
     PublishedPoint("V2 0.35", "Table 3", 16.6, "mobilenet_v2", 0.35),
 )
+# Table 3, column P-1, rows published for a network we do not have: reported, never fitted or scored.
+NOT_FITTED = (PublishedPoint("Mnas-small", "Table 3", 20.3, "mnasnet_small", 1.0),)
+NOT_FITTED_REASON = {
+    "Mnas-small": ("the paper's Mnas-small (65.1M MAdds) is MnasNet's first small model, whose architecture was "
+                   "never released; the public mnasnet_small (68.3M MAdds) is a different network"),
+}
 # Howard et al. 2019, Table 5 ("Effect of non-linearities on MobileNetV3-Large"), column P-1
 # (optimized h-swish). "h-swish @N": h-swish from the first layer with N channels on.
 TABLE5_P1 = (
@@ -257,9 +288,26 @@ def loo_exclusions(point: PublishedPoint, points: Sequence[PublishedPoint] = PUB
                  if p.network == point.network and not (p.table == "Table 5" and p.variant == "default"))
 
 
+def lofo_exclusions(point: PublishedPoint, points: Sequence[PublishedPoint] = PUBLISHED) -> tuple[str, ...]:
+    """What leaving ``point``'s whole family out removes from the fit: every Table 3 figure of its
+    reference network (all widths), plus what :func:`loo_exclusions` removes.
+
+    Table 5's other variants stay: they enter only as differences to their own baseline (the
+    h-swish cost, which no other published figure identifies) and carry no absolute level.
+    """
+    own = set(loo_exclusions(point, points))
+    return tuple(p.label for p in points
+                 if p.label in own or (p.table == "Table 3" and p.family == point.family))
+
+
 def leave_one_out(points: Sequence[PublishedPoint] = PUBLISHED) -> list[float]:
     """For each point: its prediction by a fit that excludes its network (see :func:`loo_exclusions`)."""
     return [fit(loo_exclusions(p, points), points).predict_ms(_point_features(p)) for p in points]
+
+
+def leave_one_family_out(points: Sequence[PublishedPoint] = PUBLISHED) -> list[float]:
+    """For each point: its prediction by a fit that excludes its network's family (:func:`lofo_exclusions`)."""
+    return [fit(lofo_exclusions(p, points), points).predict_ms(_point_features(p)) for p in points]
 
 
 def loo_coefficient_ranges(points: Sequence[PublishedPoint] = PUBLISHED) -> dict[str, tuple[float, float]]:
@@ -309,6 +357,34 @@ class ModelTable(LatencyTable):
         """The latency of ``key`` split by feature (ms)."""
         return dict(zip(FEATURES, (op_features(key) * self.coefficients).tolist()))
 
+    def extrapolations(self, keys: Sequence[OpKey]) -> list[tuple[str, tuple[int, ...]]]:
+        """Where the ops of one network (``keys``, in order, the stem first) leave the calibration
+        domain: (reason, indices of the ops concerned) for each way they do; [] inside it."""
+        out = []
+        convs = ("conv", "bneck")
+        odd_kernels = sorted({k.kernel for k in keys if k.operator in convs and k.kernel not in DOMAIN_KERNELS})
+        for kernel in odd_kernels:
+            ops = tuple(i for i, k in enumerate(keys) if k.operator in convs and k.kernel == kernel)
+            out.append((f"{kernel}x{kernel} kernels (op {_ops(ops)}): the published networks have 1x1, 3x3 and "
+                        "5x5 kernels only", ops))
+        regular = tuple(i for i, k in enumerate(keys) if i > 0 and k.operator == "conv" and k.kernel > 1)
+        if regular:
+            sizes = "/".join(f"{k}x{k}" for k in sorted({keys[i].kernel for i in regular}))
+            out.append((f"regular {sizes} convolutions after the stem (op {_ops(regular)}): the published networks "
+                        "have regular convolutions only in the stem and as 1x1 layers", regular))
+        if keys:
+            low, high = DOMAIN_INPUT_PIXELS
+            first = keys[0]
+            size = f"{first.resolution}x{first.in_width}"
+            if not all(low <= side <= high for side in (first.resolution, first.in_width)):
+                out.append((f"input {size} outside {low}-{high} pixels: the published networks are all at 224x224",
+                            tuple(range(len(keys)))))
+        heads = tuple(i for i, k in enumerate(keys) if k.operator in ELEMENTWISE_OP_PASSES)
+        if heads:
+            out.append((f"dense-head element-wise ops (op {_ops(heads)}): priced by priors, no published Pixel-1 "
+                        "figure has them", heads))
+        return out
+
     def rows_for(self, keys: Iterable[OpKey]) -> pd.DataFrame:
         """One row per distinct key, in latency.table's CSV columns (modelled: count 0)."""
         keys = list(dict.fromkeys(keys))
@@ -330,6 +406,11 @@ class ModelTable(LatencyTable):
         return path
 
 
+def _ops(indices: Sequence[int]) -> str:
+    shown = ", ".join(map(str, indices[:8]))
+    return shown + (f" and {len(indices) - 8} more" if len(indices) > 8 else "")
+
+
 def _provenance(calibration: Calibration) -> dict:
     features = {p.label: _point_features(p) for p in PUBLISHED}
     points = []
@@ -348,7 +429,7 @@ def _provenance(calibration: Calibration) -> dict:
         "runtime": "TFLite float as used by the paper (modelled)",
         "threads": 1,
         "batch": 1,
-        "protocol": "pixel1-model v1: per-op non-negative linear cost model, two-stage NNLS fit",
+        "protocol": "pixel1-model v2: per-op non-negative linear cost model, two-stage NNLS fit",
         "model": "latency(op) = sum_f coefficient[f] * feature[f](op); network = sum over op_keys + overhead",
         "features": list(FEATURES),
         "coefficients": {k: round(v, 6) for k, v in calibration.as_dict().items()},
@@ -364,6 +445,10 @@ def _provenance(calibration: Calibration) -> dict:
         "duplicate_v3_large": ("Table 3 (51 ms) sets the absolute level; Table 5 (51.4 ms) is used only as the "
                                "baseline of its own differences"),
         "published_points": [{"label": p.label, "table": p.table, "p1_ms": p.p1_ms} for p in PUBLISHED],
+        "not_fitted": [{"label": p.label, "table": p.table, "p1_ms": p.p1_ms, "reason": NOT_FITTED_REASON[p.label]}
+                       for p in NOT_FITTED],
+        "domain": {"kernels": list(DOMAIN_KERNELS), "input_pixels": list(DOMAIN_INPUT_PIXELS),
+                   "regular_convolutions": "stem and 1x1 only"},
         "date": now_iso(),
     }
 

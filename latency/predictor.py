@@ -8,7 +8,10 @@ overhead, so the breakdown still sums to the total.
 A missing op raises :class:`~latency.table.MissingOpsError` listing the missing keys and the
 command that fills them; ``fill="madds"`` instead estimates missing ops from the table's rows
 of the same operator (least squares on MAdds and output size) and reports them in
-``Prediction.filled``. Fast: one prediction from a loaded table is a few microseconds.
+``Prediction.filled``. Ops outside what the table's figures can vouch for (the ``pixel1``
+model's calibration domain: 7x7 kernels, regular convolutions after the stem, inputs outside
+128-256) are reported in ``Prediction.extrapolations`` (why) and ``Prediction.extrapolated``
+(which ops). Fast: one prediction from a loaded table is a few microseconds.
 """
 
 from __future__ import annotations
@@ -38,21 +41,27 @@ class Prediction:
     per_op_ms: tuple[float, ...]
     network_overhead_ms: float
     filled: tuple[OpKey, ...] = ()
+    extrapolations: tuple[str, ...] = ()  # why the prediction leaves the table's domain, one line each
+    extrapolated: tuple[int, ...] = ()  # indices of the ops concerned
 
     @property
     def breakdown(self) -> pd.DataFrame:
-        """One row per op: index, key, operator, latency, share of the total, filled or not."""
-        filled = set(self.filled)
+        """One row per op: index, key, operator, latency, share of the total, filled or not,
+        extrapolated or not."""
+        filled, extrapolated = set(self.filled), set(self.extrapolated)
         rows = [{"op": i, "op_key": k.to_str(), "operator": k.operator, "latency_ms": ms,
-                 "share_pct": 100 * ms / self.latency_ms if self.latency_ms else 0.0, "filled": k in filled}
+                 "share_pct": 100 * ms / self.latency_ms if self.latency_ms else 0.0, "filled": k in filled,
+                 "extrapolated": i in extrapolated}
                 for i, (k, ms) in enumerate(zip(self.op_keys, self.per_op_ms))]
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict:
+        extrapolated = set(self.extrapolated)
         return {"name": self.spec_name, "hash": self.spec_hash, "target": self.target,
                 "latency_ms": self.latency_ms, "network_overhead_ms": self.network_overhead_ms,
-                "ops": [{"op_key": k.to_str(), "latency_ms": ms} for k, ms in zip(self.op_keys, self.per_op_ms)],
-                "filled": [k.to_str() for k in self.filled]}
+                "ops": [{"op_key": k.to_str(), "latency_ms": ms, "extrapolated": i in extrapolated}
+                        for i, (k, ms) in enumerate(zip(self.op_keys, self.per_op_ms))],
+                "filled": [k.to_str() for k in self.filled], "extrapolations": list(self.extrapolations)}
 
 
 @lru_cache(maxsize=32)
@@ -117,7 +126,13 @@ def predict(spec: ArchSpec, table: LatencyTable | Target | str, *, fill: str | N
     if (scale, offset) != (1.0, 0.0):
         per_op, overhead = per_op * scale, overhead * scale + offset
     total = float(per_op.sum()) + overhead
-    return Prediction(spec.name, spec.hash, lut.name, total, keys, tuple(per_op.tolist()), overhead, filled)
+    if not np.isfinite(total) or total < 0:
+        raise ValueError(f"latency table {lut.name!r} gives {spec.name} a latency of {total} ms (correction "
+                         f"{scale:g} x sum + {offset:g} ms); refit the correction with python -m latency.validate")
+    domain = lut.extrapolations(keys)
+    extrapolated = tuple(sorted({i for _, ops in domain for i in ops}))
+    return Prediction(spec.name, spec.hash, lut.name, total, keys, tuple(per_op.tolist()), overhead, filled,
+                      tuple(reason for reason, _ in domain), extrapolated)
 
 
 def predict_ms(spec: ArchSpec, table: LatencyTable | Target | str) -> float:

@@ -5,7 +5,10 @@
     python -m latency.profile --target host-ort-1t --space mobilenetv3
 
 Rows are written atomically after every chunk of ops; rerunning the same command (after a
-kill, or with more specs) measures only the ops still missing.
+kill, or with more specs) measures only the ops still missing, and again any row of the table
+that is unusable (empty, NaN or negative, duplicated). Every argument is checked before anything
+is measured (numbers in range, ``--out`` writable): a bad one is one line on stderr and exit
+status 2.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 
 from search_spaces import SpecError
+from search_spaces.cliargs import ArgumentParser, check_output_file, integer
 from search_spaces.spec import resolve_spec
 
 from .backends import STATISTICS, BackendUnavailable, Protocol, backend_names, get_backend
@@ -32,37 +36,42 @@ def space_ops(name: str, resolution: int | None = None) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m latency.profile", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = ArgumentParser(prog="python -m latency.profile", description=__doc__.splitlines()[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--target", help="take backend, threads and table path from this target")
     parser.add_argument("--backend", choices=backend_names())
-    parser.add_argument("--threads", type=int)
+    parser.add_argument("--threads", type=integer(1, "a number of threads"))
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--space", help="every op the named search space can produce at every position")
     what.add_argument("--specs", nargs="+", metavar="NAME_OR_YAML", help="every op of these specs")
-    parser.add_argument("--resolution", type=int, help="input resolution (default: the specs' / space's own)")
+    parser.add_argument("--resolution", type=integer(1, "an input resolution in pixels"),
+                        help="input resolution (default: the specs' / space's own)")
     parser.add_argument("--out", type=Path, help="table CSV to write (its provenance goes beside it)")
-    parser.add_argument("--warmup", type=int, default=Protocol.warmup)
-    parser.add_argument("--repeats", type=int, default=Protocol.repeats)
-    parser.add_argument("--rounds", type=int, default=Protocol.rounds)
+    parser.add_argument("--warmup", type=integer(0, "a number of untimed runs"), default=Protocol.warmup)
+    parser.add_argument("--repeats", type=integer(1, "a number of runs per round"), default=Protocol.repeats)
+    parser.add_argument("--rounds", type=integer(1, "a number of rounds"), default=Protocol.rounds)
     parser.add_argument("--statistic", choices=STATISTICS, default=Protocol.statistic,
                         help="what a row reports: the fastest run (default; robust to a shared machine's noise) or "
                              "the median of the rounds' medians")
-    parser.add_argument("--chunk", type=int, default=64,
+    parser.add_argument("--chunk", type=integer(1, "a number of ops per chunk"), default=64,
                         help="ops compiled and interleaved together (more spreads each op's rounds over a longer time)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=integer(0, "a random seed"), default=0)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        if args.target:
+    if args.target:
+        try:
             target = load_target(args.target)
-            if not target.measurable:
-                parser.error(f"--target {target.name} is a calibrated model, not a device; nothing to profile")
-            args.backend = args.backend or target.backend
-            args.threads = args.threads or target.threads
-            args.out = args.out or target.table_path
-        if not (args.backend and args.out):
-            parser.error("give --backend and --out (or --target)")
+        except TargetError as err:
+            parser.error(f"argument --target: {err}")
+        if not target.measurable:
+            parser.error(f"argument --target: {target.name} is a calibrated model, not a device; nothing to profile")
+        args.backend = args.backend or target.backend
+        args.threads = args.threads or target.threads
+        args.out = args.out or target.table_path
+    if not (args.backend and args.out):
+        parser.error("give --backend and --out (or --target)")
+    check_output_file("--out", args.out)
+    try:
         backend = get_backend(args.backend, args.threads or 1)
         if args.space:
             keys = space_ops(args.space, args.resolution)

@@ -65,11 +65,19 @@ def table_provenance(backend: Backend, protocol: Protocol) -> dict:
                                    "tool_version": TOOL_VERSION, "overhead": "empty graph (Identity) of the op's input"}
 
 
-def open_table(path: Path, backend: Backend, protocol: Protocol) -> MeasuredTable:
-    """The table at ``path`` to continue (provenance must match), or a new empty one."""
+def open_table(path: Path, backend: Backend, protocol: Protocol, log=print) -> MeasuredTable:
+    """The table at ``path`` to continue (provenance must match), or a new empty one.
+
+    Bad rows of an existing table (empty, NaN or negative latencies, duplicated op keys; see
+    :func:`latency.table.row_problems`) are left out with a warning naming file and line, so
+    that they are measured again.
+    """
     provenance = table_provenance(backend, protocol)
     if path.is_file():
-        table = load_table(path)
+        table = load_table(path, repair=True)
+        for problem in table.dropped:
+            if log:
+                log(f"warning: {path}, {problem}: left out, to be measured again")
         diff = same_provenance(table.provenance, provenance)
         if diff:
             f = diff[0]
@@ -133,8 +141,12 @@ def _measure_remote(backend: Backend, ops: Sequence[OpKey], protocol: Protocol, 
 def profile_ops(keys: Sequence[OpKey], backend: Backend, out: str | Path, protocol: Protocol = Protocol(), *,
                 chunk: int = 64, seed: int = 0, progress: bool = True, log=print) -> MeasuredTable:
     """Measure every op of ``keys`` missing from the table at ``out``; return the complete table."""
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk: {chunk!r} is not a whole number >= 1")
     path = Path(out)
-    table = open_table(path, backend, protocol)
+    table = open_table(path, backend, protocol, log)
+    if table.dropped:  # the file on disk keeps no bad row, even if nothing below needs measuring
+        table.save(path)
     todo = [k for k in dict.fromkeys(keys) if k.to_str() not in table.rows.index]
     done = len(dict.fromkeys(keys)) - len(todo)
     if done and log:

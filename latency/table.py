@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from jobs.atomic import atomic_write, atomic_write_text  # noqa: F401 - re-exported: callers import them from here
 from search_spaces import OpKey
 
 COLUMNS = ["op_key", "median_ms", "min_ms", "mean_ms", "iqr_ms", "count", "overhead_ms", "operator", "resolution",
@@ -54,27 +53,14 @@ class ProvenanceMismatch(ValueError):
     """Two tables were measured differently and must not be merged."""
 
 
-def atomic_write(path: str | Path, write: Callable[[IO], object], binary: bool = False) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``, so
-    that a kill leaves either the old or the new file (the project's one way to save progress)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+class BadRowsError(ValueError):
+    """Rows of a table file that no prediction may use; ``problems`` has one message per row."""
 
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`atomic_write`)."""
-    atomic_write(path, lambda f: f.write(text))
+    def __init__(self, path: Path, problems: Sequence[str]):
+        self.path, self.problems = path, list(problems)
+        more = f" (and {len(self.problems) - 1} more bad row(s))" if len(self.problems) > 1 else ""
+        super().__init__(f"latency table {str(path)!r}, {self.problems[0]}{more}; rerun the latency.profile command "
+                         f"that wrote it (--out {path}): it re-measures refused rows")
 
 
 def key_columns(key: OpKey) -> dict:
@@ -101,6 +87,11 @@ class LatencyTable:
         """The command that would add ``keys`` to this table, if it can be measured."""
         return None
 
+    def extrapolations(self, keys: Sequence[OpKey]) -> list[tuple[str, tuple[int, ...]]]:
+        """Where the ops of one network (``keys``, in order) leave what the table's figures can
+        vouch for: (reason, op indices) pairs. A measured row is never an extrapolation."""
+        return []
+
 
 @dataclass
 class MeasuredTable(LatencyTable):
@@ -110,6 +101,7 @@ class MeasuredTable(LatencyTable):
     rows: pd.DataFrame  # indexed by op_key string
     provenance: dict = field(default_factory=dict)
     path: Path | None = None
+    dropped: tuple[str, ...] = ()  # bad rows left out by load_table(repair=True)
 
     def __post_init__(self) -> None:
         self._ms: dict[str, float] = dict(zip(self.rows.index, self.rows[self.latency_column].astype(float)))
@@ -129,8 +121,15 @@ class MeasuredTable(LatencyTable):
 
     @property
     def correction(self) -> tuple[float, float]:
-        """(scale, offset_ms) fitted by ``latency.validate``; (1, 0) before any validation."""
+        """(scale, offset_ms) fitted by ``latency.validate``; (1, 0) before any validation.
+
+        Raises ValueError for a scale that is not a finite number > 0 or an offset that is not
+        finite (a hand-edited provenance): such a correction would turn latencies negative.
+        """
         c = self.provenance.get("network_correction") or {}
+        problem = correction_problem(c)
+        if problem:
+            raise ValueError(f"latency table {self.name!r}: {problem}")
         return float(c.get("scale", 1.0)), float(c.get("offset_ms", 0.0))
 
     def network_overhead_for(self, spec) -> float:
@@ -198,8 +197,70 @@ def empty_rows() -> pd.DataFrame:
     return pd.DataFrame(columns=COLUMNS).set_index("op_key")
 
 
-def load_table(path: str | Path, name: str | None = None) -> MeasuredTable:
-    """Read ``path`` (CSV) and its provenance sidecar."""
+def _finite_number(value) -> bool:
+    try:
+        return bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False
+
+
+def correction_problem(correction: Mapping) -> str | None:
+    """Why a stored ``network_correction`` cannot be used (None if it can)."""
+    scale, offset = correction.get("scale", 1.0), correction.get("offset_ms", 0.0)
+    if not _finite_number(scale) or float(scale) <= 0:
+        return (f"provenance network_correction.scale: {scale!r} is not a finite number > 0; "
+                "refit it with python -m latency.validate")
+    if not _finite_number(offset):
+        return (f"provenance network_correction.offset_ms: {offset!r} is not a finite number; "
+                "refit it with python -m latency.validate")
+    return None
+
+
+def row_problems(rows: pd.DataFrame, latency_column: str) -> dict[int, str]:
+    """Bad rows of a table as read from CSV (before indexing): position -> what is wrong, naming
+    the file's line (the header is line 1) and the op key.
+
+    A row is bad when its op key is empty, when its latency (``latency_column``) or its
+    ``overhead_ms`` is empty, not a number, infinite or negative, or when its op key is on more
+    than one row (every copy is bad: the file cannot say which one is right).
+    """
+    problems: dict[int, str] = {}
+    keys = rows["op_key"]
+    lines: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if isinstance(key, str):
+            lines.setdefault(key, []).append(i + 2)
+    columns = [c for c in (latency_column, "overhead_ms") if c in rows.columns]
+    numbers = {c: pd.to_numeric(rows[c], errors="coerce") for c in columns}
+    for i, key in enumerate(keys):
+        if not isinstance(key, str) or not key.strip():
+            problems[i] = f"line {i + 2}: the op_key is empty"
+            continue
+        where = f"line {i + 2} (op_key {key})"
+        for column in columns:
+            raw, value = rows[column].iat[i], numbers[column].iat[i]
+            if pd.isna(value):
+                problems[i] = f"{where}: {column} is {'empty' if pd.isna(raw) else repr(raw)}, not a number"
+                break
+            if not np.isfinite(value) or value < 0:
+                problems[i] = f"{where}: {column} is {value:g}, not a finite number >= 0"
+                break
+        else:
+            if len(lines[key]) > 1:
+                others = ", ".join(str(line) for line in lines[key] if line != i + 2)
+                problems[i] = f"{where}: the op_key is duplicated (also on line {others})"
+    return problems
+
+
+def load_table(path: str | Path, name: str | None = None, *, repair: bool = False) -> MeasuredTable:
+    """Read ``path`` (CSV) and its provenance sidecar.
+
+    Bad rows (:func:`row_problems`: a latency that is empty, not a number, infinite or
+    negative; a duplicated op key) and an unusable stored correction are refused with
+    :class:`BadRowsError` / ``ValueError`` naming the file and the line. With ``repair=True`` (what
+    :mod:`latency.profile` does on a rerun) they are left out instead, listed in
+    ``table.dropped``, so that the rerun measures those ops again.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"latency table {str(path)!r} does not exist; build it with python -m latency.profile")
@@ -213,8 +274,21 @@ def load_table(path: str | Path, name: str | None = None) -> MeasuredTable:
     missing_cols = [c for c in ("op_key", "min_ms" if statistic == "min" else "median_ms") if c not in rows.columns]
     if missing_cols:
         raise ValueError(f"latency table {str(path)!r}: column {missing_cols[0]!r} missing")
-    rows = rows.set_index("op_key")
-    return MeasuredTable(name=name or path.stem, rows=rows, provenance=provenance, path=path)
+    problems = row_problems(rows, "min_ms" if statistic == "min" else "median_ms")
+    dropped = list(problems.values())
+    correction = correction_problem(provenance.get("network_correction") or {})
+    if problems and not repair:
+        raise BadRowsError(path, dropped)
+    if correction and not repair:
+        raise ValueError(f"latency table {str(path)!r}: {correction}")
+    if correction:
+        provenance.pop("network_correction")
+        dropped.append(correction.split(";")[0] + " (dropped)")
+    rows = rows.drop(index=rows.index[list(problems)]).set_index("op_key")
+    for column in ("median_ms", "min_ms", "overhead_ms"):
+        if column in rows and rows[column].dtype == object:  # a bad cell made the column text
+            rows[column] = pd.to_numeric(rows[column], errors="coerce")
+    return MeasuredTable(name=name or path.stem, rows=rows, provenance=provenance, path=path, dropped=tuple(dropped))
 
 
 def same_provenance(a: Mapping, b: Mapping) -> list[str]:

@@ -5,6 +5,12 @@ threads, table path) or a calibrated cost model (``kind: model``: the ``pixel1``
 the paper's phone). Relative table paths are resolved against ``$MNV3_TABLES`` if set, else
 the current directory. A user adds a target by dropping a YAML file in that folder or by
 passing a path to one.
+
+A model target's ``model:`` is a *name* in :data:`COST_MODELS`, this project's cost models,
+never a ``module:function`` to import: a target YAML is data, and reading one must not run
+code from wherever it points. Python code can add a model with :func:`register_cost_model`.
+A measured target's table must have been measured with the target's backend and threads
+(checked on load, as ``latency.profile`` checks before adding rows).
 """
 
 from __future__ import annotations
@@ -13,11 +19,17 @@ import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
 TARGET_DIR = Path(__file__).parent / "targets"
 KINDS = ("measured", "model")
+# Cost models a ``kind: model`` target may name: name -> (module of this project, factory).
+# The factory returns a LatencyTable; the module is imported on first use.
+COST_MODELS: dict[str, tuple[str, str] | Callable] = {"pixel1": ("latency.pixel1", "pixel1_table")}
+# Identity fields a measured target and its table must agree on.
+TARGET_FIELDS = ("backend", "threads")
 
 
 class TargetError(ValueError):
@@ -32,7 +44,7 @@ class Target:
     backend: str | None = None
     threads: int = 1
     table: str | None = None  # measured: CSV path
-    model: str | None = None  # model: "module:callable" returning a LatencyTable
+    model: str | None = None  # model: a name in COST_MODELS
     units: str = "ms"
 
     @property
@@ -46,16 +58,23 @@ class Target:
 
     def load_table(self):
         """The target's LatencyTable (measured tables must exist; see ``profile_command``)."""
-        from .table import load_table
+        from .table import ProvenanceMismatch, load_table
 
         if self.kind == "model":
-            module, func = self.model.split(":")
-            return getattr(importlib.import_module(module), func)()
+            return cost_model(self.model)()
         path = self.table_path
         if not path.is_file():
             raise FileNotFoundError(f"target {self.name!r}: latency table {str(path)!r} does not exist yet; "
                                     f"build it with: {self.profile_command('--space mobilenetv3')}")
-        return load_table(path, name=self.name)
+        table = load_table(path, name=self.name)
+        for field in TARGET_FIELDS:
+            if table.provenance.get(field) != getattr(self, field):
+                raise ProvenanceMismatch(
+                    f"target {self.name!r}: latency table {str(path)!r} was measured with {field}="
+                    f"{table.provenance.get(field)!r}, the target asks for {getattr(self, field)!r}; point the "
+                    f"target at a table measured that way or build one with: "
+                    f"{self.profile_command('--space mobilenetv3')}")
+        return table
 
     def profile_command(self, what: str) -> str:
         return (f"python -m latency.profile --backend {self.backend} --threads {self.threads} {what} "
@@ -64,6 +83,31 @@ class Target:
     @property
     def measurable(self) -> bool:
         return self.kind == "measured"
+
+
+def cost_model_names() -> tuple[str, ...]:
+    return tuple(sorted(COST_MODELS))
+
+
+def cost_model(name: str) -> Callable:
+    """The factory of the cost model registered as ``name`` (see :data:`COST_MODELS`)."""
+    if name not in COST_MODELS:
+        raise TargetError(f"model: {name!r} is not one of {', '.join(cost_model_names())} (a target names a "
+                          "registered cost model; module:function paths are not imported)")
+    entry = COST_MODELS[name]
+    if callable(entry):
+        return entry
+    module, attr = entry
+    return getattr(importlib.import_module(module), attr)
+
+
+def register_cost_model(name: str, factory: Callable) -> None:
+    """Let ``kind: model`` targets name ``factory`` (a callable returning a LatencyTable) as ``name``."""
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"name: {name!r} must be a non-empty string without ':'")
+    if not callable(factory):
+        raise ValueError(f"factory: {factory!r} is not callable")
+    COST_MODELS[name] = factory
 
 
 def target_names() -> tuple[str, ...]:
@@ -88,6 +132,12 @@ def load_target(name_or_path: str | Path) -> Target:
         raise TargetError(f"target {path.name}: kind: {data.get('kind')!r} is not one of {', '.join(KINDS)}")
     if data["kind"] == "measured" and not (data.get("backend") and data.get("table")):
         raise TargetError(f"target {path.name}: a measured target needs 'backend' and 'table'")
-    if data["kind"] == "model" and not data.get("model"):
-        raise TargetError(f"target {path.name}: a model target needs 'model: module:function'")
+    threads = data.get("threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise TargetError(f"target {path.name}: threads: {threads!r} is not a whole number >= 1")
+    model = data.get("model")
+    if data["kind"] == "model" and not (isinstance(model, str) and model in COST_MODELS):
+        raise TargetError(f"target {path.name}: model: {model!r} is not one of "
+                          f"{', '.join(cost_model_names())} (a target names a registered cost model; "
+                          "module:function paths are not imported)")
     return Target(**data)

@@ -16,6 +16,8 @@ MAPE, max error, Kendall tau and Spearman rho of two predictors:
   provenance (``network_correction``) and used by ``latency.predict`` from then on.
 
 Writes ``DIR/models.csv`` (one row per network), ``DIR/summary.json`` and ``DIR/scatter.png``.
+Every argument is checked before anything is measured (numbers in range, ``--table`` and
+``--out`` writable, ``--space`` known): a bad one is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from search_spaces import ArchSpec, SpecError, reference
+from search_spaces.cliargs import ArgumentParser, check_output_dir, check_output_file, fail, integer
 
 from .backends import STATISTICS, BackendUnavailable, Protocol, backend_names, get_backend
 from .predictor import predict
@@ -188,24 +191,33 @@ def validate(table_path: Path, backend, n: int, out: Path, *, space: str = "mobi
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m latency.validate", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = ArgumentParser(prog="python -m latency.validate", description=__doc__.splitlines()[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--table", type=Path, required=True, help="table CSV (created or extended as needed)")
     parser.add_argument("--backend", choices=backend_names(), required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--n", type=int, default=50, help="random architectures (the reference networks are added)")
+    parser.add_argument("--threads", type=integer(1, "a number of threads"), default=1)
+    parser.add_argument("--n", type=integer(1, "a number of random architectures"), default=50,
+                        help="random architectures (the reference networks are added)")
     parser.add_argument("--space", default="mobilenetv3")
-    parser.add_argument("--resolution", type=int)
+    parser.add_argument("--resolution", type=integer(1, "an input resolution in pixels"))
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warmup", type=int, default=Protocol.warmup)
-    parser.add_argument("--repeats", type=int, default=Protocol.repeats)
-    parser.add_argument("--rounds", type=int, default=Protocol.rounds)
+    parser.add_argument("--seed", type=integer(0, "a random seed"), default=0)
+    parser.add_argument("--warmup", type=integer(0, "a number of untimed runs"), default=Protocol.warmup)
+    parser.add_argument("--repeats", type=integer(1, "a number of runs per round"), default=Protocol.repeats)
+    parser.add_argument("--rounds", type=integer(1, "a number of rounds"), default=Protocol.rounds)
     parser.add_argument("--statistic", choices=STATISTICS, default=Protocol.statistic,
                         help="what a row reports: the fastest run (default; robust to a shared machine's noise) or "
                              "the median of the rounds' medians")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    check_output_file("--table", args.table)
+    check_output_dir("--out", args.out)
+    try:
+        from search_spaces.spaces import get_space
+
+        get_space(args.space)
+    except ValueError as err:
+        fail("--space", str(err))
     try:
         backend = get_backend(args.backend, args.threads)
         summary = validate(args.table, backend, args.n, args.out, space=args.space, seed=args.seed,

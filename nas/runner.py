@@ -13,15 +13,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from latency import MissingOpsError, load_target, predict_ms
-from latency.table import atomic_write_text
+from jobs import atomic_write_text
+from jobs.ray_setup import ray_running
+from latency import predict_ms, table_for
 from search_spaces import ArchSpec, reference
 from search_spaces.spaces import get_space
 
@@ -29,7 +29,7 @@ from .reward import W_LARGE
 from .strategies import make_strategy
 
 RESUME_KEYS = ("space", "strategy", "target", "target_ms", "w", "alpha", "beta", "seed", "data", "epochs",
-               "proxy_resolution", "proxy_overrides")
+               "proxy_resolution", "proxy_overrides", "profile")
 
 
 @dataclass
@@ -45,6 +45,7 @@ class SearchConfig:
     epochs: float | None = None  # None: the proxy's default
     data: str = "default"
     proxy_resolution: int | None = None
+    profile: str | None = None  # accuracy-signal profile: None = gpu with --gpus-per-trial, else cpu
     out: str = "runs/search"
     seed: int = 0
     concurrency: int = 2
@@ -68,36 +69,17 @@ class SearchError(ValueError):
 def default_target_ms(space, target: str) -> tuple[float, str]:
     name = space.reference or "mobilenet_v3_large"
     spec = reference(name, 1.0, space.resolution)
-    return predict_ms(spec, target), name
+    return predict_ms(spec, table_for(target)), name
 
 
 def _latency_fn(target_name: str):
-    """spec -> (predicted ms, LUT hits/misses); profiles missing ops for measurable targets."""
-    from latency.predictor import _target_table
-
-    target = load_target(target_name)
+    """spec -> (predicted ms, LUT hits/misses); a measured target profiles missing ops on demand."""
+    table = table_for(target_name)
 
     def latency(spec: ArchSpec):
         keys = spec.op_keys()
-        try:
-            return predict_ms(spec, target_name), {"hits": len(keys), "misses": 0}
-        except MissingOpsError as err:
-            if not target.measurable:
-                raise
-            from latency.backends import get_backend
-            from latency.table import load_table
-            from latency.profiler import profile_ops
-
-            table = _target_table(target_name)
-            backend = get_backend(target.backend, target.threads)
-            protocol_dict = table.provenance.get("protocol", {})
-            from latency.backends import Protocol
-
-            profile_ops(err.missing, backend, target.table_path, Protocol(**{"statistic": "median", **protocol_dict}) if protocol_dict else Protocol(),
-                        progress=False, log=None)
-            _target_table.cache_clear()
-            load_table(target.table_path)
-            return predict_ms(spec, target_name), {"hits": len(keys) - len(err.missing), "misses": len(err.missing)}
+        misses = len(table.missing(keys))
+        return predict_ms(spec, table), {"hits": len(keys) - misses, "misses": misses}
 
     return latency
 
@@ -124,7 +106,8 @@ def write_outputs(out: Path, records: list[dict], space, target_ms: float, confi
     if df.empty:
         return {}
     df = df.assign(tokens=df["tokens"].map(" ".join))
-    columns = ["index", "trial_id", "name", "hash", "tokens", "accuracy", "latency_ms", "reward", "status", "reason",
+    columns = ["index", "trial_id", "name", "hash", "tokens", "accuracy", "test_accuracy", "latency_ms", "reward",
+               "status", "reason",
                "wall_s", "trained", "lut_hits", "lut_misses"]
     atomic_write_text(out / "trials.csv", df.reindex(columns=columns).to_csv(index=False))
     ok = df[df["status"] == "ok"]
@@ -136,10 +119,15 @@ def write_outputs(out: Path, records: list[dict], space, target_ms: float, confi
     if not ok.empty:
         best = ok.loc[ok["reward"].idxmax()]
         spec = space.decode(tuple(best["sample"]), name=f"{config.space}_{config.strategy}_best")
-        spec.to_yaml(out / "best.yaml", header=f"Best child of {out.name}: accuracy {best['accuracy']:.4f} (proxy), "
+        test = best.get("test_accuracy")
+        test = None if test is None or pd.isna(test) else float(test)
+        spec.to_yaml(out / "best.yaml", header=f"Best child of {out.name}: validation accuracy {best['accuracy']:.4f} "
+                                               f"(proxy; selected on it), test accuracy "
+                                               f"{'n/a' if test is None else f'{test:.4f}'}, "
                                                f"predicted {best['latency_ms']:.2f} ms on {config.target}, "
                                                f"reward {best['reward']:.4f}")
         summary.update(best_reward=float(best["reward"]), best_accuracy=float(best["accuracy"]),
+                       best_test_accuracy=test,
                        best_latency_ms=float(best["latency_ms"]), best_hash=best["hash"], best_index=int(best["index"]))
         pareto_plot(ok, out / "pareto.png", target_ms, config)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -180,13 +168,39 @@ def pareto_plot(ok: pd.DataFrame, path: Path, target_ms: float, config: SearchCo
     plt.close(fig)
 
 
+def search_signal(config: SearchConfig):
+    """The accuracy signal the children are scored with (:func:`proxytask.profiles.signal`):
+    ``config.profile`` (default ``gpu`` when trials get GPUs, else ``cpu``), then ``--epochs``,
+    ``--proxy-resolution`` and ``--proxy`` overrides, the seed and the threads of a trial. A bad
+    setting is a SearchError naming it, raised before any work starts."""
+    from proxytask.profiles import signal
+
+    profile = config.profile or ("gpu" if config.gpus_per_trial > 0 else "cpu")
+    overrides = dict(config.proxy_overrides)
+    if config.epochs is not None:
+        overrides["epochs"] = config.epochs
+    if config.proxy_resolution is not None:
+        overrides["resolution"] = config.proxy_resolution
+    overrides.update(seed=config.seed, threads=max(1, int(config.cpus_per_trial)))
+    if config.gpus_per_trial <= 0 and "device" not in config.proxy_overrides:
+        overrides["device"] = "cpu"  # the gpu profile's settings on a CPU-only run
+    try:
+        sig = signal(profile, data=config.data, overrides=overrides)
+    except ValueError as err:
+        raise SearchError(str(err)) from None
+    if sig.proxy.device.startswith("cuda") and config.gpus_per_trial <= 0:
+        raise SearchError(f"proxy.device: {sig.proxy.device!r} needs GPUs for the trials; pass --gpus-per-trial 1 "
+                          "(or a fraction to share a GPU), or leave the device at cpu")
+    if config.gpus_per_trial > 0 and not sig.proxy.device.startswith("cuda") and sig.proxy.device != "auto":
+        sig = dataclasses.replace(sig, proxy=sig.proxy.replace(device="cuda"))  # Ray sets CUDA_VISIBLE_DEVICES
+    return sig
+
+
 def run_search(config: SearchConfig) -> dict:
-    import ray
     import torch
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from .proxy import ProxyConfig
     from .searcher import StrategySearcher
     from .trial import child_trainable
 
@@ -198,19 +212,8 @@ def run_search(config: SearchConfig) -> dict:
     counts = [len(opts) for _, _, opts in space.decisions]
     options = {"batch_size": config.rl_batch_size} if config.strategy == "rl" else {}
     strategy = make_strategy(config.strategy, counts, seed=config.seed, **options)
-    try:
-        proxy = ProxyConfig(**config.proxy_overrides)
-    except TypeError as err:
-        raise SearchError(f"proxy: {err}; see nas.proxy.ProxyConfig for the settings") from None
-    if config.epochs is not None:
-        proxy = proxy.replace(epochs=config.epochs)
-    proxy = proxy.replace(seed=config.seed, threads=max(1, int(config.cpus_per_trial)))
-    if config.gpus_per_trial > 0 and "device" not in config.proxy_overrides:
-        proxy = proxy.replace(device="cuda")  # Ray gives each trial its GPU(s) via CUDA_VISIBLE_DEVICES
-    if proxy.device.startswith("cuda") and config.gpus_per_trial <= 0:
-        raise SearchError(f"proxy.device: {proxy.device!r} needs GPUs for the trials; pass --gpus-per-trial 1 "
-                          "(or a fraction to share a GPU), or leave the device at cpu")
-    trial_config = {"data": config.data, "proxy": dataclasses.asdict(proxy), "proxy_resolution": config.proxy_resolution,
+    sig = search_signal(config)
+    trial_config = {"data": sig.data, "patch": sig.patch, "proxy": dataclasses.asdict(sig.proxy),
                     "use_gpu": config.gpus_per_trial > 0}
 
     bar = None
@@ -222,7 +225,8 @@ def run_search(config: SearchConfig) -> dict:
 
     def on_record(record: dict) -> None:
         best[0] = max(best[0], record["reward"])
-        write_outputs(out, searcher.records, space, target_ms, config)
+        if record.get("trained", True):  # a duplicate changes no figure: the outputs catch up at the next child
+            write_outputs(out, searcher.records, space, target_ms, config)
         if bar is not None:
             bar.update(1 if record.get("trained", True) else 0)
             bar.set_postfix(best_reward=f"{best[0]:.4f}", last=record["status"])
@@ -235,32 +239,26 @@ def run_search(config: SearchConfig) -> dict:
     if done:
         print(f"resuming {out}: {searcher.trained} children done, {len(searcher.requeue)} to rerun, "
               f"controller after {strategy.told} rewards")
-    started_ray = False
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        init = {"address": config.address} if config.address else {
-            "num_cpus": max(int(config.concurrency * config.cpus_per_trial), 1), "include_dashboard": False}
-        ray.init(log_to_driver=False, configure_logging=False, **init)
-        started_ray = True
     try:
         if searcher.trained < config.children:
-            trainable = tune.with_resources(child_trainable, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.concurrency,
-                                                                          batch=False),
-                                            num_samples=-1, reuse_actors=False),
-                run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(out / "ray"), verbose=0,
-                                          failure_config=tune.FailureConfig(max_failures=config.retries)),
-            )
-            tuner.fit()
+            with ray_running(address=config.address, cpus=config.concurrency * config.cpus_per_trial):
+                trainable = tune.with_resources(child_trainable, {"cpu": config.cpus_per_trial,
+                                                                  "gpu": config.gpus_per_trial})
+                tuner = tune.Tuner(
+                    trainable,
+                    tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.concurrency,
+                                                                              batch=False),
+                                                num_samples=-1, reuse_actors=False),
+                    run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}",
+                                              storage_path=str(out / "ray"), verbose=0,
+                                              failure_config=tune.FailureConfig(max_failures=config.retries)),
+                )
+                tuner.fit()
     finally:
         if bar is not None:
             bar.close()
-        if started_ray:
-            ray.shutdown()
     summary = write_outputs(out, searcher.records, space, target_ms, config)
     summary.update(elapsed_s=round(time.monotonic() - start, 1), out=str(out), reference=reference_name,
-                   strategy_updates=getattr(strategy, "updates", None))
+                   strategy_updates=getattr(strategy, "updates", None), stopped=searcher.stopped)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

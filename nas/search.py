@@ -7,60 +7,96 @@ the predicted latency of MobileNetV3-Large on the target, and writes ``runs/sear
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
 import sys
 
-import yaml
-
+from jobs.cli import parse_overrides
 from latency import MissingOpsError, TargetError
 from search_spaces import SpecError
+from search_spaces.cliargs import (ArgumentParser, check_settings, checked_overrides, fail, integer, number,
+                                   output_dir_problem, source_problem)
 
 from .runner import SearchConfig, SearchError, run_search
 from .reward import W_LARGE
 
-
-def parse_overrides(items: list[str], parser: argparse.ArgumentParser, example: str) -> dict:
-    """``--proxy KEY=VALUE`` flags as a dict, each value read as YAML (``0.05`` a float, ``null``
-    None); a flag without ``=`` is a usage error that shows ``example``."""
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--proxy {item!r}: write KEY=VALUE, e.g. --proxy {example}")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
+DATA_SOURCES = {"default": False, "cifar10": True, "imagefolder": True}  # kind -> takes a folder
+MAX_EPOCHS = 1000
+MAX_PROXY_RESOLUTION = 512  # the proxy task trains small images; larger would not fit a batch in memory
 
 
-def parse_args(argv=None) -> SearchConfig:
+def build_parser() -> ArgumentParser:
     d = SearchConfig()
-    p = argparse.ArgumentParser(prog="python -m nas.search", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m nas.search", description=__doc__.splitlines()[0])
     p.add_argument("--target", default=d.target, help="latency target (pixel1, host-ort-1t, ... or a YAML file)")
-    p.add_argument("--target-ms", type=float, help="latency target T in ms (default: the space's reference network)")
-    p.add_argument("--w", type=float, default=W_LARGE, help="soft-constraint exponent (-0.07 Large, -0.15 Small)")
+    p.add_argument("--target-ms", type=number("a latency in ms", above=0),
+                   help="latency target T in ms (default: the space's reference network)")
+    exponent = number("an exponent", -10, 0)
+    p.add_argument("--w", type=exponent, default=W_LARGE,
+                   help="soft-constraint exponent, -10 to 0 (-0.07 Large, -0.15 Small)")
     p.add_argument("--hard", action="store_true", help="MnasNet's hard constraint: alpha = 0, beta = -1")
-    p.add_argument("--alpha", type=float, help="exponent below the target (overrides --w)")
-    p.add_argument("--beta", type=float, help="exponent above the target (overrides --w)")
+    p.add_argument("--alpha", type=exponent, help="exponent below the target, -10 to 0 (overrides --w)")
+    p.add_argument("--beta", type=exponent, help="exponent above the target, -10 to 0 (overrides --w)")
     p.add_argument("--space", default=d.space, help="search space name or YAML file")
     p.add_argument("--strategy", default=d.strategy, choices=["rl", "random", "evolution"])
-    p.add_argument("--children", type=int, default=d.children, help="children to train")
-    p.add_argument("--epochs", type=float, help="proxy training epochs per child")
+    p.add_argument("--children", type=integer(1, "a number of children", 1_000_000), default=d.children,
+                   help="children to train")
+    p.add_argument("--epochs", type=number("a number of epochs", above=0, maximum=MAX_EPOCHS),
+                   help=f"proxy training epochs per child (at most {MAX_EPOCHS})")
     p.add_argument("--data", default=d.data, help="default | cifar10:PATH | imagefolder:PATH")
-    p.add_argument("--proxy-resolution", type=int, help="resize the proxy images to this size")
+    p.add_argument("--proxy-resolution", type=integer(8, "a size in pixels", MAX_PROXY_RESOLUTION),
+                   help=f"resize the proxy images to this size (8 to {MAX_PROXY_RESOLUTION})")
     p.add_argument("--out", default=d.out, help="run folder (default runs/search)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--concurrency", type=int, default=d.concurrency, help="children trained at once")
-    p.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial)
-    p.add_argument("--gpus-per-trial", type=float, default=d.gpus_per_trial)
-    p.add_argument("--retries", type=int, default=d.retries, help="retries of a crashed trial")
+    p.add_argument("--seed", type=integer(0, "a seed", 2**32 - 1), default=d.seed)
+    p.add_argument("--concurrency", type=integer(1, "a number of trials", 1024), default=d.concurrency,
+                   help="children trained at once")
+    p.add_argument("--cpus-per-trial", type=number("a number of CPUs", above=0, maximum=1024),
+                   default=d.cpus_per_trial)
+    p.add_argument("--gpus-per-trial", type=number("a number of GPUs", 0, 64), default=d.gpus_per_trial,
+                   help="GPUs per child (a fraction below 1 shares one)")
+    p.add_argument("--retries", type=integer(0, "a number of retries", 100), default=d.retries,
+                   help="retries of a crashed trial")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://host:10001)")
     p.add_argument("--resume", action="store_true", help="continue the search in --out after a kill")
-    p.add_argument("--rl-batch-size", type=int, default=d.rl_batch_size, help="rewards per controller update")
+    p.add_argument("--rl-batch-size", type=integer(2, "a number of rewards", 10_000), default=d.rl_batch_size,
+                   help="rewards per controller update")
     p.add_argument("--proxy", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a proxy-training setting (nas.proxy.ProxyConfig), e.g. --proxy lr=0.05")
+                   help="override a proxy-training setting (proxytask.train.ProxyConfig), e.g. --proxy lr=0.05")
     p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    overrides = parse_overrides(a.proxy, p, example="lr=0.05")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check every argument, print the settings and exit without training")
+    return p
+
+
+def config_from_args(a, parser: ArgumentParser) -> SearchConfig:
+    """The SearchConfig of parsed flags ``a``, every flag checked (one-line error, exit 2) before
+    anything starts: numbers in range, the target, space and data source found, the run folder
+    writable, the proxy settings accepted by ProxyConfig."""
+    from latency import load_target
+    from proxytask.train import ProxyConfig
+    from search_spaces.spaces import get_space
+
+    if a.hard and (a.alpha is not None or a.beta is not None):
+        fail("--hard", "sets alpha = 0 and beta = -1; give either --hard or --alpha/--beta")
+    if a.gpus_per_trial > 1 and a.gpus_per_trial != math.floor(a.gpus_per_trial):
+        fail("--gpus-per-trial", f"{a.gpus_per_trial:g}: more than one GPU must be a whole number "
+                                 "(a fraction below 1 shares one)")
+    owned = {"seed": "--seed", "threads": "--cpus-per-trial", **({"epochs": "--epochs"} if a.epochs else {})}
+    overrides = checked_overrides(a.proxy, lambda items: parse_overrides(items, parser, example="lr=0.05"),
+                                  example="lr=0.05", owned=owned)
+    flags = {"epochs": a.epochs} if a.epochs is not None else {}
+    check_settings(ProxyConfig, {**overrides, **flags, "seed": a.seed}, maxima={"epochs": MAX_EPOCHS})
+    proxy_device = overrides.get("device", "cuda" if a.gpus_per_trial > 0 else "cpu")
+    if str(proxy_device).startswith("cuda") and a.gpus_per_trial <= 0:
+        fail("--proxy", f"device={proxy_device} needs GPUs for the trials; add --gpus-per-trial 1 (or a fraction)")
+    for flag, check in (("--target", lambda: load_target(a.target)), ("--space", lambda: get_space(a.space))):
+        try:
+            check()
+        except (TargetError, SpecError, OSError, ValueError) as err:
+            fail(flag, str(err))
+    for flag, problem in (("--data", source_problem(a.data, DATA_SOURCES)), ("--out", output_dir_problem(a.out))):
+        if problem:
+            fail(flag, problem)
     alpha, beta = (0.0, -1.0) if a.hard else (a.alpha, a.beta)
     return SearchConfig(target=a.target, target_ms=a.target_ms, w=a.w, alpha=alpha, beta=beta, space=a.space,
                         strategy=a.strategy, children=a.children, epochs=a.epochs, data=a.data,
@@ -70,16 +106,26 @@ def parse_args(argv=None) -> SearchConfig:
                         proxy_overrides=overrides)
 
 
+def parse_args(argv=None) -> SearchConfig:
+    """The checked SearchConfig of ``argv`` (exits with status 2 and one line on a bad flag)."""
+    parser = build_parser()
+    return config_from_args(parser.parse_args(argv), parser)
+
+
 def main(argv=None) -> int:
-    config = parse_args(argv)
-    if config.children < 1:
-        print("error: children: must be at least 1", file=sys.stderr)
-        return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = config_from_args(args, parser)
+    if args.dry_run:
+        print(json.dumps(config.to_dict()))
+        return 0
     try:
         summary = run_search(config)
     except (SearchError, SpecError, TargetError, MissingOpsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if summary.get("stopped"):
+        print(summary["stopped"], file=sys.stderr)
     if not summary.get("best_reward"):
         print(f"no child finished successfully; see {config.out}/trials.csv", file=sys.stderr)
         return 1

@@ -2,63 +2,44 @@
 
 ``suggest(trial_id)`` asks the strategy for a sample, decodes it, predicts its latency on the
 target and returns the trial config; ``on_trial_complete`` turns the child's accuracy into the
-reward, appends the child to the journal (fsync'd JSON lines) and tells the strategy. After
-every completed child the searcher's state (the strategy's JSON state, the samples in flight)
-is written atomically, so a killed search resumes exactly: completed children are never
-retrained, children that were in flight are run again, the controller is as it was.
+reward, appends the child to the journal (:class:`jobs.Journal`: fsync'd JSON lines) and tells
+the strategy. After every completed child the searcher's state (the strategy's JSON state, the
+samples in flight) is written atomically, so a killed search resumes exactly: completed children
+are never retrained, children that were in flight are run again, the controller is as it was.
+A journal that lacks children ``searcher.json`` counts as told is refused (:class:`jobs.JournalMismatch`).
+
+Duplicates: the strategy samples with replacement and learns from every sample, as MnasNet's
+controller does. A network that already finished (``ok``) is a new sample all the same: it is
+told to the strategy with the reward it got (every child trains with the same seed, so retraining
+would reproduce it), journaled with ``trained: false``, and not trained again nor counted against
+the budget. A network still in flight, or one that failed, is trained again. When the strategy
+proposes ``max_duplicates`` finished networks in a row (it has converged), the search stops
+early and says why in :attr:`StrategySearcher.stopped`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
 
 from ray.tune.search import Searcher
 
-from latency.table import MissingOpsError, atomic_write_text
+from jobs import Journal, atomic_write_text
 from search_spaces.spaces import SearchSpace
 
 from .reward import INVALID_REWARD, reward
 from .strategies import Strategy
 
-
-class Journal:
-    """Append-only JSON lines, one per finished child; a torn last line (a kill mid-write) is ignored."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        records = []
-        for line in self.path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-        return records
-
-    def append(self, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():  # cut a torn last line (a kill mid-write) so the new record starts clean
-            data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with open(self.path, "r+b") as f:
-                    f.truncate(data.rfind(b"\n") + 1)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+MAX_DUPLICATES_IN_A_ROW = 1000
 
 
 class StrategySearcher(Searcher):
     def __init__(self, strategy: Strategy, space: SearchSpace, latency_fn: Callable, *, budget: int,
                  target_ms: float, w: float, alpha: float | None, beta: float | None, trial_config: dict,
-                 run_dir: Path, on_record: Callable[[dict], None] | None = None):
+                 run_dir: Path, on_record: Callable[[dict], None] | None = None,
+                 max_duplicates: int = MAX_DUPLICATES_IN_A_ROW):
         # Tune checks that every reported result carries the searcher's metric: the child's accuracy
         # (the reward itself is computed here, from the accuracy and the predicted latency).
         super().__init__(metric="accuracy", mode="max")
@@ -69,6 +50,8 @@ class StrategySearcher(Searcher):
         self.journal = Journal(self.run_dir / "journal.jsonl")
         self.state_path = self.run_dir / "searcher.json"
         self.on_record = on_record
+        self.max_duplicates = max_duplicates
+        self.stopped = ""  # why the search stopped before its budget ("" while it has not)
         self.records: list[dict] = []
         self.pending: dict[str, dict] = {}  # trial_id -> config of a child in flight
         self.requeue: list[list[int]] = []  # samples in flight when a previous run was killed
@@ -76,21 +59,34 @@ class StrategySearcher(Searcher):
         self.cache: dict[str, dict] = {}  # spec hash -> a completed record (duplicates are not retrained)
 
     # ----------------------------------------------------------------- resume
+    def _load_state(self) -> dict | None:
+        if not self.state_path.exists():
+            return None
+        try:
+            return json.loads(self.state_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{self.state_path}: unreadable ({err}); it is written atomically, so this is not a "
+                             "kill: restore it from a backup or start a new search in another --out") from None
+
     def resume(self) -> int:
-        """Load the journal and the last state; returns the number of completed children."""
+        """Load the journal and the last state; returns the number of completed children.
+
+        Damaged journal lines are skipped with a warning; a journal that lacks children the state
+        counts as told raises :class:`jobs.JournalMismatch`."""
         self.records = self.journal.read()
-        if self.state_path.exists():
-            state = json.loads(self.state_path.read_text())
+        state = self._load_state()
+        told: set[int] = set()
+        if state is not None:
+            self.journal.check_state(self.records, self.state_path, state["told"])
             self.strategy.load_state_dict(state["strategy"])
             told = set(state["told"])
             self.requeue = [p["sample"] for p in state["pending"]]
             self.next_index = state["next_index"]
-        else:
-            told = set()
-        for record in self.records:  # children finished after the last state was written
-            if record["index"] not in told:
+        for record in self.records:
+            if record["index"] not in told:  # finished after the last state was written: no longer in flight
                 self.strategy.tell(record["sample"], record["reward"])
-            self.requeue = [s for s in self.requeue if s != record["sample"]]
+                if record.get("trained", True) and record["sample"] in self.requeue:
+                    self.requeue.remove(record["sample"])  # one of them: the same network may be in flight twice
             self.next_index = max(self.next_index, record["index"] + 1)
             if record["status"] == "ok":
                 self.cache.setdefault(record["hash"], record)
@@ -110,21 +106,24 @@ class StrategySearcher(Searcher):
 
     # ----------------------------------------------------------------- Tune API
     def suggest(self, trial_id: str):
-        for _ in range(1000):
-            if self.trained + len(self.pending) >= self.budget:
+        duplicates = 0
+        while True:
+            if self.stopped or self.trained + len(self.pending) >= self.budget:
                 return Searcher.FINISHED if not self.pending else None
             sample = tuple(self.requeue.pop(0)) if self.requeue else self.strategy.ask()
             spec = self.space.decode(sample)
             cached = self.cache.get(spec.hash)
             if cached is None:
                 break
-            # The same network again: its accuracy is known, so tell it without retraining.
+            # A finished network again: a new sample of the policy, told with its known reward, not retrained.
             self._complete(dict(cached, index=self.next_index, sample=list(sample),
                                 tokens=list(self.space.to_tokens(sample)), trial_id="", status_detail="duplicate",
                                 wall_s=0.0, trained=False))
             self.next_index += 1
-        else:  # pragma: no cover - a strategy that only repeats itself
-            return Searcher.FINISHED
+            duplicates += 1
+            if duplicates >= self.max_duplicates:
+                self.stopped = (f"stopped early after {self.trained} of {self.budget} children: the strategy proposed "
+                                f"{duplicates} networks in a row that had already been trained (it has converged)")
         latency_ms, lut = self.latency_fn(spec)
         config = dict(self.trial_config, index=self.next_index, sample=list(sample), tokens=list(self.space.to_tokens(sample)),
                       spec=spec.to_dict(), hash=spec.hash, latency_ms=latency_ms, lut=lut)
@@ -145,6 +144,7 @@ class StrategySearcher(Searcher):
         self._complete({
             "index": config["index"], "trial_id": trial_id, "sample": config["sample"], "tokens": config["tokens"],
             "hash": config["hash"], "name": config["spec"]["name"], "accuracy": accuracy,
+            "test_accuracy": result.get("test_accuracy") if status == "ok" else None,
             "latency_ms": config["latency_ms"], "reward": value, "status": status,
             "reason": result.get("reason", "trial raised an error (see Ray's logs)" if error else ""),
             "wall_s": result.get("seconds", float("nan")), "trained": True, "lut_hits": config["lut"]["hits"],

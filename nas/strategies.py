@@ -13,11 +13,19 @@ exactly without pickle.
 * ``rl``: MnasNet's controller: an LSTM emitting one softmax per decision, the embedding of
   each choice fed back as the next input, trained with PPO (clipped objective) or REINFORCE,
   a moving-average reward baseline and an entropy bonus. Updates happen once per batch of
-  ``batch_size`` rewards (synchronous batches, as with Ray Tune's ConcurrencyLimiter(batch=True)).
+  ``batch_size`` rewards, taken in the order they arrive: the search runs children
+  asynchronously (Ray Tune's ConcurrencyLimiter(batch=False)), so a batch may hold children
+  sampled before the previous update. Each sample keeps the log-probability the policy gave it
+  when it was asked (its behaviour log-probability; PPO's ratio corrects for the policy since),
+  also when the same sample is in flight twice. A child's advantage is its reward minus the
+  baseline, divided by the batch's reward spread; a batch whose rewards are all equal (e.g.
+  every child failed) says nothing about which choices are better: it leaves the policy as it
+  is (only the baseline moves).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from typing import Sequence
@@ -26,6 +34,8 @@ import torch
 from torch import nn
 
 Sample = tuple[int, ...]
+# A batch whose rewards spread less than this (population std) holds equal rewards: no update.
+MIN_REWARD_SPREAD = 1e-6
 
 
 class Strategy:
@@ -128,16 +138,30 @@ class EvolutionStrategy(Strategy):
 class Controller(nn.Module):
     """LSTM controller: one softmax per decision; the chosen option's embedding is the next input."""
 
-    def __init__(self, option_counts: Sequence[int], hidden: int = 64, embedding: int = 32):
+    def __init__(self, option_counts: Sequence[int], hidden: int = 64, embedding: int = 32,
+                 generator: torch.Generator | None = None):
         super().__init__()
         self.option_counts = tuple(option_counts)
-        self.start = nn.Parameter(torch.zeros(1, embedding))
-        self.lstm = nn.LSTMCell(embedding, hidden)
-        self.embeddings = nn.ModuleList(nn.Embedding(n, embedding) for n in self.option_counts)
-        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in self.option_counts)
-        for head in self.heads:  # start from a uniform policy
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+        with torch.device("meta"):  # no draw from torch's global generator: reset_parameters fills them
+            self.start = nn.Parameter(torch.zeros(1, embedding))
+            self.lstm = nn.LSTMCell(embedding, hidden)
+            self.embeddings = nn.ModuleList(nn.Embedding(n, embedding) for n in self.option_counts)
+            self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in self.option_counts)
+        self.to_empty(device="cpu")
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """PyTorch's default initialisation, drawn from ``generator``; zero heads: a uniform policy."""
+        bound = 1 / math.sqrt(self.lstm.hidden_size)
+        self.start.zero_()
+        for p in self.lstm.parameters():
+            p.uniform_(-bound, bound, generator=generator)
+        for embedding in self.embeddings:
+            embedding.weight.normal_(0.0, 1.0, generator=generator)
+        for head in self.heads:
+            head.weight.zero_()
+            head.bias.zero_()
 
     def forward(self, batch: int = 1, actions: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -163,6 +187,26 @@ class Controller(nn.Module):
         return torch.stack(chosen, 1), logp, entropy
 
 
+def advantages(rewards: torch.Tensor, baseline: float) -> torch.Tensor:
+    """Each reward's advantage: (reward - ``baseline``) / the batch's reward spread (population std);
+    all zero when the rewards are equal (spread below :data:`MIN_REWARD_SPREAD`): such a batch says
+    nothing about which choices are better, and dividing by its spread would blow noise up to +-1e8."""
+    spread = float(rewards.std(unbiased=False))
+    if not spread >= MIN_REWARD_SPREAD:
+        return torch.zeros_like(rewards)
+    return (rewards - baseline) / spread
+
+
+def surrogate(algorithm: str, logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor,
+              clip: float) -> torch.Tensor:
+    """Each sample's objective (to maximise): PPO's min(ratio x A, clip(ratio, 1 +- clip) x A) with
+    ratio = exp(logp - old_logp), or REINFORCE's logp x A."""
+    if algorithm == "reinforce":
+        return logp * advantage
+    ratio = torch.exp(logp - old_logp)
+    return torch.min(ratio * advantage, torch.clamp(ratio, 1 - clip, 1 + clip) * advantage)
+
+
 class RLStrategy(Strategy):
     name = "rl"
 
@@ -172,15 +216,16 @@ class RLStrategy(Strategy):
         super().__init__(option_counts, seed)
         if algorithm not in ("ppo", "reinforce"):
             raise ValueError(f"algorithm: {algorithm!r} is not one of ppo, reinforce")
+        if batch_size < 2:
+            raise ValueError(f"batch_size: {batch_size!r} must be at least 2 (advantages are relative to a batch)")
         self.algorithm, self.batch_size, self.lr = algorithm, batch_size, lr
         self.entropy_weight, self.clip, self.ppo_epochs, self.baseline_decay = entropy_weight, clip, ppo_epochs, baseline_decay
-        torch.manual_seed(seed)
-        self.controller = Controller(self.option_counts, hidden=hidden)
+        self.generator = torch.Generator().manual_seed(seed)  # the controller's weights, then its samples
+        self.controller = Controller(self.option_counts, hidden=hidden, generator=self.generator)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr)
-        self.generator = torch.Generator().manual_seed(seed)
         self.baseline: float | None = None
-        self.buffer: list[tuple[Sample, float, float]] = []  # (sample, old log-prob, reward)
-        self.old_logp: dict[Sample, float] = {}
+        self.buffer: list[tuple[Sample, float, float]] = []  # (sample, behaviour log-prob, reward)
+        self.old_logp: dict[Sample, list[float]] = {}  # behaviour log-probs of samples in flight, oldest first
         self.queue: list[tuple[Sample, float]] = []  # sampled from the current policy, not yet asked
         self.updates = 0
 
@@ -190,7 +235,7 @@ class RLStrategy(Strategy):
                 actions, logp, _ = self.controller(self.batch_size, generator=self.generator)
             self.queue = [(tuple(int(a) for a in row), float(lp)) for row, lp in zip(actions, logp)]
         sample, logp = self.queue.pop(0)
-        self.old_logp[sample] = logp
+        self.old_logp.setdefault(sample, []).append(logp)
         return sample
 
     def _log_prob_now(self, sample: Sample) -> float:
@@ -198,39 +243,43 @@ class RLStrategy(Strategy):
             return float(self.controller(actions=torch.tensor([sample]))[1][0])
 
     def _tell(self, sample: Sample, reward: float) -> None:
-        old = self.old_logp.pop(sample, None)
-        if old is None:  # a sample this controller did not propose (e.g. replayed): score it now
+        in_flight = self.old_logp.get(sample)
+        if in_flight:  # the same sample may be in flight twice: the first asked is the first told
+            old = in_flight.pop(0)
+            if not in_flight:
+                del self.old_logp[sample]
+        else:  # a sample this controller did not propose (e.g. replayed): score it now
             old = self._log_prob_now(sample)
         self.buffer.append((sample, old, reward))
         if len(self.buffer) >= self.batch_size:
             self.update()
 
+    def loss(self, samples: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+        """What an update minimises: -(mean surrogate + entropy_weight x mean entropy)."""
+        _, logp, entropy = self.controller(actions=samples)
+        objective = surrogate(self.algorithm, logp, old_logp, advantage, self.clip)
+        return -(objective.mean() + self.entropy_weight * entropy.mean())
+
     def update(self) -> None:
+        """One update from the buffered batch (PPO: ``ppo_epochs`` Adam steps; REINFORCE: one);
+        a batch of equal rewards leaves the policy unchanged. The baseline then moves."""
         samples = torch.tensor([s for s, _, _ in self.buffer])
         old_logp = torch.tensor([lp for _, lp, _ in self.buffer])
         rewards = torch.tensor([r for _, _, r in self.buffer])
         batch_mean = float(rewards.mean())
-        baseline = batch_mean if self.baseline is None else self.baseline
-        advantage = rewards - baseline
-        advantage = advantage / (advantage.std(unbiased=False) + 1e-8) if len(rewards) > 1 else advantage
-        epochs = self.ppo_epochs if self.algorithm == "ppo" else 1
-        for _ in range(epochs):
-            _, logp, entropy = self.controller(actions=samples)
-            if self.algorithm == "ppo":
-                ratio = torch.exp(logp - old_logp)
-                objective = torch.min(ratio * advantage, torch.clamp(ratio, 1 - self.clip, 1 + self.clip) * advantage)
-            else:
-                objective = logp * advantage
-            loss = -(objective.mean() + self.entropy_weight * entropy.mean())
-            self.optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.controller.parameters(), 5.0)
-            self.optimizer.step()
+        advantage = advantages(rewards, batch_mean if self.baseline is None else self.baseline)
+        if advantage.any():
+            for _ in range(self.ppo_epochs if self.algorithm == "ppo" else 1):
+                loss = self.loss(samples, old_logp, advantage)
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.controller.parameters(), 5.0)
+                self.optimizer.step()
+            self.queue.clear()  # samples of the old policy are not proposed any more
+            self.updates += 1
         self.baseline = batch_mean if self.baseline is None else (
             self.baseline_decay * self.baseline + (1 - self.baseline_decay) * batch_mean)
         self.buffer.clear()
-        self.queue.clear()  # samples of the old policy are not proposed any more
-        self.updates += 1
 
     def probabilities(self) -> list[list[float]]:
         """Per-decision probabilities along the greedy path (for reports)."""
@@ -247,7 +296,7 @@ class RLStrategy(Strategy):
         return super().state_dict() | {
             "algorithm": self.algorithm, "baseline": self.baseline, "updates": self.updates,
             "buffer": [[list(s), lp, r] for s, lp, r in self.buffer],
-            "old_logp": [[list(s), lp] for s, lp in self.old_logp.items()],
+            "old_logp": [[list(s), lp] for s, lps in self.old_logp.items() for lp in lps],
             "queue": [[list(s), lp] for s, lp in self.queue],
             "generator": self.generator.get_state().tolist(),
             "controller": {k: v.tolist() for k, v in self.controller.state_dict().items()},
@@ -258,7 +307,9 @@ class RLStrategy(Strategy):
         super().load_state_dict(state)
         self.baseline, self.updates = state["baseline"], state["updates"]
         self.buffer = [(tuple(s), float(lp), float(r)) for s, lp, r in state["buffer"]]
-        self.old_logp = {tuple(s): float(lp) for s, lp in state["old_logp"]}
+        self.old_logp = {}
+        for s, lp in state["old_logp"]:
+            self.old_logp.setdefault(tuple(s), []).append(float(lp))
         self.queue = [(tuple(s), float(lp)) for s, lp in state.get("queue", [])]
         self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
         current = self.controller.state_dict()

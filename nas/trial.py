@@ -11,20 +11,20 @@ from functools import lru_cache
 
 
 @lru_cache(maxsize=4)
-def _data(source: str, resolution: int | None, seed: int):
-    from .data import load_data
+def _data(source: str, resolution: int | None, seed: int, patch: int | None):
+    from proxytask.data import load_data
 
-    return load_data(source, resolution=resolution, seed=seed)
+    return load_data(source, resolution=resolution, seed=seed, patch=patch if source == "default" else None)
 
 
 def child_trainable(config: dict) -> dict:
     from search_spaces import ArchSpec, count_madds, count_params
 
-    from .proxy import ProxyConfig, train_child
+    from proxytask.train import ProxyConfig, train_child
 
     spec = ArchSpec.from_dict(config["spec"])
     proxy = ProxyConfig.from_dict(config["proxy"])
-    data = _data(config["data"], config.get("proxy_resolution"), 0)
+    data = _data(config["data"], proxy.resolution, 0, config.get("patch"))
     if config.get("fail_for_test") == config.get("index"):
         raise RuntimeError("injected failure (test hook)")
     result = train_child(spec, data, proxy)

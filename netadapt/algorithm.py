@@ -16,8 +16,18 @@ Bad inputs: a budget at or above L0 finishes at once with the unchanged spec; a 
 can reach stops with the best (narrowest) spec reached as ``final.yaml``; weights that do not fit
 the spec raise :class:`~netadapt.weights.WeightsMismatch` naming the first mismatched tensor.
 
-Everything a run decides is in ``journal.jsonl`` (see :mod:`netadapt.journal`); with ``resume`` a
-killed run continues where it stopped, without redoing a finished proposal.
+Everything a run decides is in ``journal.jsonl`` (:class:`jobs.Journal`: fsync'd JSON lines; a
+damaged line is skipped with a warning, only a torn last line is cut); with ``resume`` a killed
+run continues where it stopped, without redoing a finished proposal. Every record has its
+wall-clock ``time`` (seconds since the epoch) and a ``type``: ``seed`` (the starting spec, its
+predicted latency and proxy accuracy; weights ``seed.pt``), ``iteration`` (its step target and
+every proposal, skipped ones with their reason), ``proposal`` (one finished proposal: accuracies
+before and after its fine-tune, weights file), ``chosen`` (the proposal an iteration kept;
+``iter_KK.yaml`` / ``.pt`` written first), ``final`` (the long-term fine-tune of the final spec;
+``final.yaml`` / ``final.pt`` written first).
+
+On a measured target (``host-ort-1t``, ...) ops missing from the table, such as the widths the
+proposals try, are profiled when first needed (:func:`latency.table_for`).
 """
 
 from __future__ import annotations
@@ -30,21 +40,20 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from latency import predict_ms, resolve_table
-from latency.table import atomic_write_text
+from jobs import Journal, atomic_write_text
+from latency import predict_ms, table_for
 from search_spaces import ArchSpec
 
 from .config import (DEFAULT_PROXY, NetAdaptConfig, NetAdaptError, NetAdaptResult, expected_iterations, step_ms_at,
                      within_budget)
 from .executor import ProposalExecutor
-from .journal import Journal
 from .proposals import make_proposals, narrowest
 from .report import trajectory_plot, write_history
 from .selection import select_proposal, selection_metric
 
 RESUME_KEYS = ("spec_hash", "target", "budget_ms", "budget_ratio", "step_ratio", "step_ms", "schedule", "step_decay",
                "select", "kinds", "finetune_steps", "finetune_lr", "pretrain_epochs", "data", "val_size", "proxy_resolution",
-               "proxy_overrides", "seed", "weights")
+               "proxy_overrides", "seed", "weights", "profile")
 
 
 # --------------------------------------------------------------------------- the run
@@ -55,7 +64,7 @@ class _Run:
         self.config, self.spec, self.log = config, spec, log
         self.out = Path(config.out).resolve()
         self.journal = Journal(self.out / "journal.jsonl")
-        self.table = resolve_table(config.target)
+        self.table = table_for(config.target, log=log)  # measured targets: missing ops profiled on demand
         self.initial_ms = predict_ms(spec, self.table)
         self.budget_ms = config.budget_ms if config.budget_ms is not None else config.budget_ratio * self.initial_ms
         self.records: list[dict] = []
@@ -97,23 +106,30 @@ class _Run:
 
     # ----------------------------------------------------------------- data and training
     def setup_training(self) -> None:
-        from nas.data import ProxyData, load_data
-        from nas.proxy import ProxyConfig
+        from proxytask.data import ProxyData
+        from proxytask.profiles import signal
 
         c = self.config
+        overrides = {**DEFAULT_PROXY, **c.proxy_overrides}
+        if c.proxy_resolution is not None:
+            overrides["resolution"] = c.proxy_resolution
+        if c.pretrain_epochs is not None:
+            overrides["epochs"] = c.pretrain_epochs
+        if c.gpus_per_proposal <= 0 and "device" not in c.proxy_overrides:
+            overrides["device"] = "cpu"
+        profile = c.profile or ("gpu" if c.gpus_per_proposal > 0 else "cpu")
+        try:
+            sig = signal(profile, data=c.data if isinstance(c.data, str) else "default", overrides=overrides)
+        except ValueError as err:
+            raise NetAdaptError(f"{err}") from None
         if isinstance(c.data, ProxyData):
             self.data = c.data
         else:
-            self.data = load_data(c.data, seed=c.seed, val_size=c.val_size)
-        try:
-            proxy = ProxyConfig.from_dict({**DEFAULT_PROXY, **c.proxy_overrides})
-        except (TypeError, ValueError) as err:
-            raise NetAdaptError(f"proxy: {err}; see nas.proxy.ProxyConfig for the settings") from None
-        if c.proxy_resolution is not None:
-            proxy = proxy.replace(resolution=c.proxy_resolution)
-        if c.pretrain_epochs is not None:
-            proxy = proxy.replace(epochs=c.pretrain_epochs)
-        self.proxy = proxy.replace(seed=c.seed, threads=max(1, int(c.cpus_per_proposal)))
+            self.data = sig.load(seed=c.seed, val_size=c.val_size)
+        self.proxy = sig.proxy.replace(seed=c.seed, threads=max(1, int(c.cpus_per_proposal)))
+        if isinstance(c.data, ProxyData) and self.proxy.resolution not in (None, c.data.resolution) \
+                and c.proxy_resolution is None and "resolution" not in c.proxy_overrides:
+            self.proxy = self.proxy.replace(resolution=None)  # data given in memory: train at their resolution
         if c.gpus_per_proposal > 0 and "device" not in c.proxy_overrides:
             self.proxy = self.proxy.replace(device="cuda")  # Ray hands each proposal its GPU
         if self.proxy.device.startswith("cuda") and c.gpus_per_proposal <= 0:
@@ -133,7 +149,7 @@ class _Run:
         seed = next((r for r in self.records if r["type"] == "seed"), None)
         if seed is not None and (self.out / "seed.pt").exists():
             return seed
-        from nas.proxy import torch_threads
+        from proxytask.train import torch_threads
 
         from .finetune import load_model, score, trained_spec
         from .weights import check_fits, load_weights, save_weights
@@ -147,7 +163,7 @@ class _Run:
                 accuracy, _ = score(model, self.data, self.proxy)
                 source = f"weights {c.weights}"
             else:
-                from nas.proxy import TrainingDiverged, train
+                from proxytask.train import TrainingDiverged, train
 
                 self.log(f"pre-training the seed {self.spec.name} on {self.data.name} "
                          f"({self.proxy.total_steps(self.data)} steps; pass --weights to skip)")
@@ -311,22 +327,25 @@ class _Run:
         if final is not None and (self.out / "final.pt").exists():
             return ArchSpec.from_dict(final["spec"]), final.get("accuracy")
         state = self.weights_of(iterations)
-        accuracy_before = accuracy
+        accuracy_before, test_accuracy = accuracy, None
         steps = self.config.long_finetune_steps if status == "done" else 0
         if steps:
-            from nas.proxy import torch_threads
+            from proxytask.train import torch_threads
 
             from .finetune import load_model, train_and_score
+            from .finetune import test_accuracy as _test_accuracy
 
             self.log(f"long-term fine-tune of the final spec: {steps} steps")
             config = self.finetune_proxy(steps, self.config.seed + 100_003).replace(threads=self.driver_threads)
-            from nas.proxy import TrainingDiverged
+            from proxytask.train import TrainingDiverged
 
             try:
                 with torch_threads(self.driver_threads):
                     model = load_model(spec, state, self.data, config)
                     scores = train_and_score(model, self.data, config)
                 accuracy_before, accuracy = scores["accuracy_before"], scores["accuracy_after"]
+                with torch_threads(self.driver_threads):
+                    test_accuracy = _test_accuracy(model, self.data, config)
                 state = model.state_dict()
             except TrainingDiverged as err:
                 self.log(f"the long-term fine-tune diverged ({err}); final.pt keeps the weights of iteration "
@@ -343,7 +362,7 @@ class _Run:
                                     f"{self.budget_ms:.3f} ms), proxy accuracy {100 * accuracy:.2f} % {what}")
         self.record({"type": "final", "status": status, "spec": final_spec.to_dict(), "hash": final_spec.hash,
                      "iterations": iterations, "latency_ms": latency_ms, "accuracy_before": accuracy_before,
-                     "accuracy": accuracy, "long_finetune_steps": steps})
+                     "accuracy": accuracy, "test_accuracy": test_accuracy, "long_finetune_steps": steps})
         return final_spec, accuracy
 
 

@@ -5,6 +5,7 @@ step schedule: delta_k = ``step_ms`` (or ``step_ratio`` x the seed's latency), t
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,12 @@ STATUSES = ("done", "within_budget", "unreachable", "stopped")
 # The proxy settings NetAdapt uses unless told otherwise (``proxy_overrides`` replace them): the
 # proxy's own, with BN statistics measured on 4 batches instead of 8 (every proposal is scored twice).
 DEFAULT_PROXY: dict = {"bn_recalibration_batches": 4}
+MAX_PRETRAIN_EPOCHS = 1000
+MAX_PROXY_RESOLUTION = 512  # the proxy task trains small images; larger would not fit a batch in memory
+_NUMBERS = ("budget_ms", "budget_ratio", "step_ratio", "step_ms", "step_decay", "finetune_lr", "pretrain_epochs",
+            "cpus_per_proposal", "gpus_per_proposal")
+_INTEGERS = ("finetune_steps", "long_finetune_steps", "concurrency", "seed", "retries", "max_iterations",
+             "proxy_resolution")
 
 
 class NetAdaptError(ValueError):
@@ -30,8 +37,8 @@ class NetAdaptConfig:
 
     ``spec``: an ArchSpec, or a YAML path / reference name / arch string. Exactly one of
     ``budget_ms`` and ``budget_ratio`` (of the spec's predicted latency on ``target``). ``data``: a
-    :func:`nas.data.load_data` source, or a ProxyData used as given (``val_size`` then does not
-    apply). ``proxy_overrides``: :class:`nas.proxy.ProxyConfig` fields for the pre-training and the
+    :func:`proxytask.data.load_data` source, or a ProxyData used as given (``val_size`` then does not
+    apply). ``proxy_overrides``: :class:`proxytask.train.ProxyConfig` fields for the pre-training and the
     fine-tunes (batch size, BN recalibration, ...). ``weights``: the seed's state dict for the proxy
     model; without it the seed is pre-trained on the proxy task (``pretrain_epochs``).
     """
@@ -51,9 +58,10 @@ class NetAdaptConfig:
     finetune_lr: float = 0.01
     pretrain_epochs: float | None = None  # None: the proxy's default schedule
     weights: str | None = None
-    data: object = "default"  # a nas.data source string, or a ProxyData (used as given)
+    data: object = "default"  # a proxytask.data source string, or a ProxyData (used as given)
     val_size: int | None = 512  # images of the validation split that score proposals (None: all)
     proxy_resolution: int | None = None
+    profile: str | None = None  # accuracy-signal profile: None = gpu with gpus_per_proposal > 0, else cpu
     proxy_overrides: dict = field(default_factory=dict)
     out: str = "runs/netadapt"
     resume: bool = False
@@ -67,8 +75,20 @@ class NetAdaptConfig:
     progress: bool = True
 
     def check(self) -> None:
+        from search_spaces.safe_io import echo
+
         def bad(name: str, fix: str) -> NetAdaptError:
-            return NetAdaptError(f"{name}: {getattr(self, name)!r} {fix}")
+            return NetAdaptError(f"{name}: {echo(getattr(self, name))} {fix}")
+
+        for name in _NUMBERS:  # finite numbers (or None where the field allows it); ranges below
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise bad(name, "must be a finite number")
+        for name in _INTEGERS:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise bad(name, "must be an integer")
 
         if (self.budget_ms is None) == (self.budget_ratio is None):
             raise NetAdaptError("budget: give exactly one of budget_ms (--budget-ms) and budget_ratio (--budget-ratio)")
@@ -96,8 +116,12 @@ class NetAdaptConfig:
             raise bad("finetune_steps", "must be at least 1 (proposals are compared after fine-tuning)")
         if not self.finetune_lr > 0:
             raise bad("finetune_lr", "must be positive")
-        if self.pretrain_epochs is not None and not self.pretrain_epochs > 0:
-            raise bad("pretrain_epochs", "must be positive")
+        if self.pretrain_epochs is not None and not 0 < self.pretrain_epochs <= MAX_PRETRAIN_EPOCHS:
+            raise bad("pretrain_epochs", f"must be positive, at most {MAX_PRETRAIN_EPOCHS}")
+        if self.proxy_resolution is not None and not 8 <= self.proxy_resolution <= MAX_PROXY_RESOLUTION:
+            raise bad("proxy_resolution", f"must be None (the data's) or from 8 to {MAX_PROXY_RESOLUTION}")
+        if self.seed < 0 or self.retries < 0:
+            raise bad("seed" if self.seed < 0 else "retries", "must be >= 0")
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise bad("concurrency", "must be an integer >= 1")
         if not self.cpus_per_proposal > 0:

@@ -1,15 +1,13 @@
 """Proposals of an iteration as Ray tasks, at most ``concurrency`` at a time.
 
-Ray is started here only when it is not running already (``ray.init(num_cpus=...)``, or joining
-``address``), and shut down only if it was started here. The proxy data set is put in the object
-store once per run, the parent's weights once per iteration; results come back as they finish, so
-the caller can journal each one at once.
+Ray is started here only when it is not running already (:func:`jobs.ray_setup.start_ray`: a
+local instance, or joining ``address``), and shut down only if it was started here. The proxy
+data set is put in the object store once per run, the parent's weights once per iteration;
+results come back as they finish, so the caller can journal each one at once.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from typing import Iterator
 
 
@@ -24,23 +22,17 @@ class ProposalExecutor:
         self._data_id = None
 
     def start(self) -> None:
-        import ray
+        from jobs.ray_setup import start_ray
 
-        if ray.is_initialized():
-            return
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        init = {"address": self.address} if self.address else {
-            "num_cpus": max(1, math.ceil(self.concurrency * self.cpus_per_proposal)), "include_dashboard": False}
         # a local Ray detects this machine's GPUs itself; --gpus-per-proposal then reserves them
-        ray.init(log_to_driver=False, configure_logging=False, **init)
-        self.started_ray = True
+        if not self.started_ray:
+            self.started_ray = start_ray(address=self.address, cpus=self.concurrency * self.cpus_per_proposal)
 
     def close(self) -> None:
-        if self.started_ray:
-            import ray
+        from jobs.ray_setup import stop_ray
 
-            ray.shutdown()
-            self.started_ray = False
+        stop_ray(self.started_ray)
+        self.started_ray = False
         self._task = self._data_ref = self._data_id = None
 
     def run(self, jobs: list[dict], parent_state: dict, data) -> Iterator[tuple[dict, dict]]:

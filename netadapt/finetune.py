@@ -1,5 +1,5 @@
 """Training pieces of NetAdapt: the seed's pre-training, a proposal's short-term fine-tune, the
-final long-term fine-tune. All run on the proxy task of :mod:`nas.proxy`.
+final long-term fine-tune. All run on the proxy task of :mod:`proxytask.train`.
 
 :func:`evaluate_proposal` is what a Ray task runs for one proposal: inherit the parent's weights
 (:func:`netadapt.weights.inherit`), measure the accuracy (BN statistics measured again first),
@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from nas.data import ProxyData
-from nas.proxy import (ProxyConfig, TrainingDiverged, build_child, evaluate, recalibrate_bn, steps_per_epoch,
+from proxytask.data import ProxyData
+from proxytask.train import (ProxyConfig, TrainingDiverged, build_child, evaluate, recalibrate_bn, steps_per_epoch,
                        torch_threads, train)
 from search_spaces import ArchSpec
 
@@ -26,7 +26,7 @@ from .weights import check_fits, inherit
 
 
 def trained_spec(spec: ArchSpec, data: ProxyData, config: ProxyConfig) -> ArchSpec:
-    """``spec`` as :func:`nas.proxy.build_child` builds it for ``data`` (resolution, classes, input)."""
+    """``spec`` as :func:`proxytask.train.build_child` builds it for ``data`` (resolution, classes, input)."""
     return spec.replace(resolution=config.resolution or data.resolution, num_classes=data.num_classes,
                         in_channels=data.in_channels)
 
@@ -60,6 +60,14 @@ def train_and_score(model: torch.nn.Module, data: ProxyData, config: ProxyConfig
     accuracy, val_loss = score(model, data, config)
     return {"accuracy_before": accuracy_before, "accuracy_after": accuracy, "val_loss": val_loss,
             "train_loss": train_loss}
+
+
+def test_accuracy(model: torch.nn.Module, data: ProxyData, config: ProxyConfig) -> float | None:
+    """Top-1 on the test split (BN statistics as they are), None when the data have none: what a
+    result reports, never what selects it."""
+    if data.test_y is None:
+        return None
+    return evaluate(model, data, config, split="test")[0]
 
 
 def evaluate_proposal(job: dict, parent_state: dict, data: ProxyData) -> dict:

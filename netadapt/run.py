@@ -12,71 +12,105 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
-
+from jobs.cli import parse_overrides
 from latency import MissingOpsError, TargetError
-from nas.search import parse_overrides
 from search_spaces import SpecError
+from search_spaces.cliargs import (ArgumentParser, check_settings, checked_overrides, fail, integer, number,
+                                   output_dir_problem, source_problem)
 
 from .algorithm import run_netadapt
-from .config import NetAdaptConfig, NetAdaptError
+from .config import DEFAULT_PROXY, MAX_PRETRAIN_EPOCHS, MAX_PROXY_RESOLUTION, NetAdaptConfig, NetAdaptError
 from .proposals import KINDS
 from .weights import WeightsMismatch
 
+DATA_SOURCES = {"default": False, "cifar10": True, "imagefolder": True}  # kind -> takes a folder
 
-def parse_args(argv=None) -> NetAdaptConfig:
+
+def build_parser() -> ArgumentParser:
     d = NetAdaptConfig(spec="", budget_ratio=1.0)  # the defaults
-    p = argparse.ArgumentParser(prog="python -m netadapt.run",
-                                description="NetAdapt: shrink SPEC layer by layer until its predicted latency on "
-                                            "the target is within the budget (MobileNetV3, Section 4.2).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="python -m netadapt.run",
+                       description="NetAdapt: shrink SPEC layer by layer until its predicted latency on "
+                                   "the target is within the budget (MobileNetV3, Section 4.2).",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("spec", metavar="SPEC", help="spec YAML, reference name or arch string")
     p.add_argument("--target", default=d.target, help="latency target (pixel1, host-ort-1t, ... or a target YAML)")
     budget = p.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--budget-ms", type=float, help="latency budget in ms")
-    budget.add_argument("--budget-ratio", type=float, help="latency budget as a fraction of SPEC's latency")
+    budget.add_argument("--budget-ms", type=number("a latency in ms", above=0), help="latency budget in ms")
+    budget.add_argument("--budget-ratio", type=number("a fraction", above=0, maximum=1),
+                        help="latency budget as a fraction of SPEC's latency, in (0, 1]")
     step = p.add_mutually_exclusive_group()
-    step.add_argument("--step-ratio", type=float, default=d.step_ratio,
+    step.add_argument("--step-ratio", type=number("a fraction", above=0, maximum=0.999999), default=d.step_ratio,
                       help="step target delta as a fraction of SPEC's latency (the paper's 0.01)")
-    step.add_argument("--step-ms", type=float, help="step target delta in ms")
+    step.add_argument("--step-ms", type=number("a latency in ms", above=0), help="step target delta in ms")
     p.add_argument("--schedule", choices=["constant", "decay"], default=d.schedule,
                    help="constant delta, or delta x --step-decay^(k-1) at iteration k")
-    p.add_argument("--step-decay", type=float, default=d.step_decay, help="decay factor of --schedule decay")
+    p.add_argument("--step-decay", type=number("a factor", above=0, maximum=1), default=d.step_decay,
+                   help="decay factor of --schedule decay, in (0, 1]")
     p.add_argument("--select", choices=["ratio", "accuracy"], default=d.select,
                    help="ratio: max dAccuracy/|dLatency| (MobileNetV3); accuracy: max accuracy (NetAdapt)")
     p.add_argument("--proposals", default=",".join(d.kinds),
                    help=f"proposal kinds to use, comma-separated ({', '.join(KINDS)})")
-    p.add_argument("--finetune-steps", type=int, default=d.finetune_steps,
+    p.add_argument("--finetune-steps", type=integer(1, "a number of steps", 10_000_000), default=d.finetune_steps,
                    help="short-term fine-tune steps T per proposal (the paper: 10,000)")
-    p.add_argument("--long-finetune-steps", type=int, default=d.long_finetune_steps,
-                   help="long-term fine-tune steps of the final spec (0: none)")
-    p.add_argument("--finetune-lr", type=float, default=d.finetune_lr, help="peak learning rate of fine-tunes")
+    p.add_argument("--long-finetune-steps", type=integer(0, "a number of steps", 10_000_000),
+                   default=d.long_finetune_steps, help="long-term fine-tune steps of the final spec (0: none)")
+    p.add_argument("--finetune-lr", type=number("a learning rate", above=0, maximum=10), default=d.finetune_lr,
+                   help="peak learning rate of fine-tunes")
     p.add_argument("--weights", help="the seed's weights (torch.save(state_dict) for the proxy model); "
                                      "default: pre-train SPEC on the proxy task first")
-    p.add_argument("--pretrain-epochs", type=float, help="proxy epochs of the seed's pre-training "
-                                                         "(default: the proxy's schedule)")
+    p.add_argument("--pretrain-epochs", type=number("a number of epochs", above=0, maximum=MAX_PRETRAIN_EPOCHS),
+                   help="proxy epochs of the seed's pre-training (default: the proxy's schedule)")
     p.add_argument("--data", default=d.data, help="proxy data: default | cifar10:PATH | imagefolder:PATH")
-    p.add_argument("--val-size", type=int, default=d.val_size,
+    p.add_argument("--val-size", type=integer(0, "a number of images", 10_000_000), default=d.val_size,
                    help="validation images that score proposals (class-balanced subset; 0: the whole split)")
-    p.add_argument("--proxy-resolution", type=int, help="resize the proxy images to this size")
+    p.add_argument("--proxy-resolution", type=integer(8, "a size in pixels", MAX_PROXY_RESOLUTION),
+                   help="resize the proxy images to this size")
     p.add_argument("--proxy", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a proxy-training setting (nas.proxy.ProxyConfig), e.g. --proxy batch_size=32")
+                   help="override a proxy-training setting (proxytask.train.ProxyConfig), e.g. --proxy batch_size=32")
     p.add_argument("--out", default=d.out, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out after a kill")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--concurrency", type=int, default=d.concurrency, help="proposals fine-tuned at once")
-    p.add_argument("--cpus-per-proposal", type=float, default=d.cpus_per_proposal)
-    p.add_argument("--gpus-per-proposal", type=float, default=d.gpus_per_proposal,
+    p.add_argument("--seed", type=integer(0, "a seed", 2**32 - 1), default=d.seed)
+    p.add_argument("--concurrency", type=integer(1, "a number of proposals", 1024), default=d.concurrency,
+                   help="proposals fine-tuned at once")
+    p.add_argument("--cpus-per-proposal", type=number("a number of CPUs", above=0, maximum=1024),
+                   default=d.cpus_per_proposal)
+    p.add_argument("--gpus-per-proposal", type=number("a number of GPUs", 0, 64), default=d.gpus_per_proposal,
                    help="GPUs per proposal's fine-tune (a fraction shares one); > 0 also trains the seed and the "
                         "long-term fine-tune on CUDA")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto, or a GCS address)")
-    p.add_argument("--max-iterations", type=int, help="stop after this many iterations")
+    p.add_argument("--max-iterations", type=integer(1, "a number of iterations", 100_000),
+                   help="stop after this many iterations")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per iteration)")
-    a = p.parse_args(argv)
-    overrides = parse_overrides(a.proxy, p, example="batch_size=32")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check every argument, print the settings and exit without training")
+    return p
+
+
+def config_from_args(a, parser: ArgumentParser) -> NetAdaptConfig:
+    """The NetAdaptConfig of parsed flags ``a``, every flag checked (one-line error, exit 2) before
+    anything starts: numbers in range, SPEC, target and data source found, the weights readable,
+    the run folder writable, the proxy settings accepted by ProxyConfig."""
+    from latency import load_target
+    from proxytask.train import ProxyConfig
+    from search_spaces.spec import resolve_spec
+
+    from .weights import load_weights
+
+    if a.gpus_per_proposal > 1 and a.gpus_per_proposal != math.floor(a.gpus_per_proposal):
+        fail("--gpus-per-proposal", f"{a.gpus_per_proposal:g}: more than one GPU must be a whole number "
+                                    "(a fraction below 1 shares one)")
+    owned = {"seed": "--seed", "threads": "--cpus-per-proposal", **({"epochs": "--pretrain-epochs"} if a.pretrain_epochs
+             else {}), **({"resolution": "--proxy-resolution"} if a.proxy_resolution else {})}
+    overrides = checked_overrides(a.proxy, lambda items: parse_overrides(items, parser, example="batch_size=32"),
+                                  example="batch_size=32", owned=owned)
+    flags = {k: v for k, v in (("epochs", a.pretrain_epochs), ("resolution", a.proxy_resolution)) if v is not None}
+    check_settings(ProxyConfig, {**DEFAULT_PROXY, **overrides, **flags, "seed": a.seed},
+                   maxima={"epochs": MAX_PRETRAIN_EPOCHS, "resolution": MAX_PROXY_RESOLUTION})
     kinds = tuple(k.strip() for k in a.proposals.split(",") if k.strip())
-    return NetAdaptConfig(
+    config = NetAdaptConfig(
         spec=a.spec, target=a.target, budget_ms=a.budget_ms, budget_ratio=a.budget_ratio,
         step_ratio=a.step_ratio, step_ms=a.step_ms, schedule=a.schedule, step_decay=a.step_decay, select=a.select,
         kinds=kinds, finetune_steps=a.finetune_steps, long_finetune_steps=a.long_finetune_steps,
@@ -86,10 +120,40 @@ def parse_args(argv=None) -> NetAdaptConfig:
         concurrency=a.concurrency, cpus_per_proposal=a.cpus_per_proposal,
         gpus_per_proposal=a.gpus_per_proposal, address=a.address,
         max_iterations=a.max_iterations, progress=not a.no_progress)
+    try:
+        config.check()
+    except NetAdaptError as err:
+        flag = "--proposals" if str(err).startswith("kinds") else "--" + str(err).split(":")[0].replace("_", "-")
+        fail(flag, str(err))
+    device = overrides.get("device", "cuda" if a.gpus_per_proposal > 0 else "cpu")
+    if str(device).startswith("cuda") and a.gpus_per_proposal <= 0:
+        fail("--proxy", f"device={device} needs GPUs for the proposals; add --gpus-per-proposal 1 (or a fraction)")
+    checks = (("SPEC", lambda: resolve_spec(a.spec)), ("--target", lambda: load_target(a.target)),
+              ("--weights", lambda: a.weights is not None and load_weights(a.weights)))
+    for flag, check in checks:
+        try:
+            check()
+        except (SpecError, TargetError, OSError, ValueError) as err:
+            fail(flag, str(err))
+    for flag, problem in (("--data", source_problem(a.data, DATA_SOURCES)), ("--out", output_dir_problem(a.out))):
+        if problem:
+            fail(flag, problem)
+    return config
+
+
+def parse_args(argv=None) -> NetAdaptConfig:
+    """The checked NetAdaptConfig of ``argv`` (exits with status 2 and one line on a bad flag)."""
+    parser = build_parser()
+    return config_from_args(parser.parse_args(argv), parser)
 
 
 def main(argv=None) -> int:
-    config = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = config_from_args(args, parser)
+    if args.dry_run:
+        print(json.dumps(config.to_dict()))
+        return 0
     try:
         result = run_netadapt(config)
     except (NetAdaptError, WeightsMismatch, SpecError, TargetError, MissingOpsError, FileNotFoundError,

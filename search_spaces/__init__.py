@@ -29,3 +29,9 @@ __all__ = [
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())
+
+# ``python -m search_spaces.describe`` is the CLI; ``search_spaces.describe`` stays the function
+# (search_spaces.cost.describe) after that module is imported (see search_spaces._cli_names).
+from ._cli_names import keep_functions  # noqa: E402
+
+keep_functions(__name__, "describe")

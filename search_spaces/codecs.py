@@ -16,19 +16,29 @@ bneck with ratio ``e`` (expansion channels = round(input * e)), ``cn`` a regular
 repeats a block (stride only on the first); a block without ``n..`` token uses the stem's
 nonlinearity; ``se0.25`` is MobileNetV3's SE (make_divisible(exp / 4, 8), hard-sigmoid). Other
 SE widths are written ``sc{N}`` (absolute channels) and a sigmoid gate ``gs``; ``noskip`` turns
-the residual off. Unknown tokens are errors. Round trips are exact.
+the residual off. Round trips are exact (a spec with an empty name is written ``:stem_...``).
+
+Nothing is dropped silently: an unknown or repeated token, an option a block type does not take
+(``cn`` with ``e``/``se``/``sc``/``gs``, ``ds`` with a ratio other than ``e1``, ``gs`` without
+SE), ``r0``, ``head_c0``, a head conv with ``r``/``s`` other than 1, a head nonlinearity written
+twice, or more than :data:`~search_spaces.spec.MAX_BLOCKS` blocks is a :class:`SpecError`
+naming the token. Numbers are ASCII digits; strings are at most :data:`MAX_ARCH_STRING_CHARS`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
-from .spec import ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec, se_width
+from .spec import MAX_BLOCKS, ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec, se_width
 from ._divisible import make_divisible
+from .safe_io import echo
 
 NL_TOKENS = {"relu": "re", "relu6": "r6", "hswish": "hs", "swish": "sw"}
 NL_FROM_TOKEN = {v: k for k, v in NL_TOKENS.items()}
-_NUMBER = re.compile(r"^([a-z]+?)(\d[\d.]*)$")
+_NUMBER = re.compile(r"([a-z]+?)([0-9][0-9.]{0,11})")  # fullmatch: ASCII digits, 12 at most
+MAX_ARCH_STRING_CHARS = 20_000
+_MISSING = object()
 
 
 def looks_like_arch_string(text: str) -> bool:
@@ -127,7 +137,7 @@ def to_arch_string(spec: ArchSpec, *, name: bool = True) -> str:
         head += f"_d{spec.dropout:g}"
     parts.append(head)
     text = "|".join(parts)
-    return f"{spec.name}:{text}" if name and spec.name else text
+    return f"{spec.name}:{text}" if name else text
 
 
 def timm_arch_def(spec: ArchSpec) -> list[list[str]]:
@@ -140,14 +150,22 @@ def _parse_token(token: str, path: str) -> tuple[str, dict[str, str], set[str]]:
     kind, options, flags = ops[0], {}, set()
     for op in ops[1:]:
         if op in ("noskip", "gs"):
-            flags.add(op)
+            key, value = op, None
         elif op.startswith("n") and op[1:] in NL_FROM_TOKEN:
-            options["n"] = NL_FROM_TOKEN[op[1:]]
+            key, value = "n", NL_FROM_TOKEN[op[1:]]
         else:
-            match = _NUMBER.match(op)
+            match = _NUMBER.fullmatch(op)
+            if not match and re.fullmatch(r"[a-z]+[0-9][0-9.]*", op):
+                raise SpecError(path, f"{echo(op, 40)} in {echo(token)}: a number longer than 12 characters")
             if not match:
-                raise SpecError(path, f"unknown token {op!r} in {token!r}")
-            options[match.group(1)] = match.group(2)
+                raise SpecError(path, f"unknown token {echo(op, 40)} in {echo(token)}")
+            key, value = match.group(1), match.group(2)
+        if key in options or key in flags:
+            raise SpecError(path, f"{echo(op, 40)} repeats the '{key}' token in {echo(token)}; write it once")
+        if value is None:
+            flags.add(key)
+        else:
+            options[key] = value
     return kind, options, flags
 
 
@@ -156,62 +174,100 @@ def _leftover(options: dict[str, str]) -> str:
     return f"{key}{options[key]}"
 
 
-def _take(options: dict[str, str], key: str, path: str, token: str, cast=int, default=None):
+def _take(options: dict[str, str], key: str, path: str, token: str, cast=int, default=_MISSING, minimum=1):
+    """Option ``key`` of ``token`` as a number >= ``minimum``; ``default`` when absent (required
+    when no default is given)."""
     if key not in options:
-        if default is not None:
+        if default is not _MISSING:
             return default
-        raise SpecError(path, f"{token!r} lacks its '{key}' value")
+        raise SpecError(path, f"{echo(token)} lacks its '{key}' value")
     value = options.pop(key)
     try:
-        return cast(value)
+        number = cast(value)
     except ValueError:
-        raise SpecError(path, f"{key}{value} in {token!r} is not a number") from None
+        raise SpecError(path, f"{key}{value} in {echo(token)} is not a number") from None
+    if not math.isfinite(number) or number < minimum:
+        raise SpecError(path, f"{key}{value} in {echo(token)} is below {minimum}; write {key}{minimum} or more")
+    return number
+
+
+def _refuse(options: dict[str, str], flags: set[str], path: str, token: str, takes: str = "",
+            why: str = "") -> None:
+    """Any option or flag left over is an error (nothing is dropped silently): an unknown token
+    (the message lists what the token ``takes``), or one this token cannot have (``why``)."""
+    left = [f"{k}{v}" for k, v in options.items()] + sorted(flags)
+    if left:
+        raise SpecError(path, f"{echo(left[0], 40)} in {echo(token)}: {why}" if why else
+                        f"unknown token {echo(left[0], 40)} in {echo(token)}; {takes}")
 
 
 def from_arch_string(text: str, name: str | None = None) -> ArchSpec:
     """Parse an arch string (see the module docstring) into an ArchSpec."""
+    if not isinstance(text, str):
+        raise SpecError("arch_string", f"{echo(text)} is not a string")
+    if len(text) > MAX_ARCH_STRING_CHARS:
+        raise SpecError("arch_string", f"{len(text):,} characters; at most {MAX_ARCH_STRING_CHARS:,}")
     text = text.strip()
     prefix, sep, body = text.partition(":")
     if not sep:
-        prefix, body = "", text
+        prefix, body = "arch", text
     parts = body.split("|")
     if len(parts) < 3 or not parts[0].startswith("stem") or not parts[-1].startswith("head"):
         raise SpecError("arch_string", "expected 'stem_...|<stages>|head...' (see search_spaces.codecs)")
-    kind, opts, _ = _parse_token(parts[0], "stem")
+    kind, opts, flags = _parse_token(parts[0], "stem")
+    if kind != "stem":
+        raise SpecError("stem", f"{echo(parts[0])} is not a stem token; write stem_k3_s2_c16_nhs")
     stem_nl = opts.pop("n", "hswish")
-    stem = StemSpec(_take(opts, "c", "stem", parts[0]), _take(opts, "k", "stem", parts[0], default=3),
-                    _take(opts, "s", "stem", parts[0], default=2), stem_nl)
+    try:
+        stem = StemSpec(_take(opts, "c", "stem", parts[0]), _take(opts, "k", "stem", parts[0], default=3),
+                        _take(opts, "s", "stem", parts[0], default=2), stem_nl)
+    except SpecError as err:
+        raise err if err.path == "stem" else err.prefixed("stem") from None
     resolution = _take(opts, "res", "stem", parts[0], default=224)
     in_channels = _take(opts, "i", "stem", parts[0], default=3)
-    if opts:
-        raise SpecError("stem", f"unknown token {_leftover(opts)!r} in {parts[0]!r}")
+    _refuse(opts, flags, "stem", parts[0], takes="a stem takes k, s, c, n.., res and i")
     blocks: list[BlockSpec] = []
     channels = stem.out_channels
     conv_channels = None
-    head_nl = stem_nl
+    conv_nl = None
     stage_tokens = [tok for stage in parts[1:-1] for tok in stage.split(",")]
     for t, token in enumerate(stage_tokens):
         path = f"token[{t}]"
         kind, opts, flags = _parse_token(token, path)
         if kind not in ("ir", "ds", "cn"):
-            raise SpecError(path, f"unknown block type {kind!r} in {token!r}; use ir, ds or cn")
+            raise SpecError(path, f"unknown block type {echo(kind, 20)} in {echo(token)}; use ir, ds or cn")
         repeats = _take(opts, "r", path, token, default=1)
         kernel = _take(opts, "k", path, token)
         stride = _take(opts, "s", path, token, default=1)
         out = _take(opts, "c", path, token)
         nl = opts.pop("n", stem_nl)
         if kind == "cn" and kernel == 1 and t == len(stage_tokens) - 1:
-            conv_channels, head_nl = out, nl
-            if opts or flags:
-                raise SpecError(path, f"unexpected options in the head conv {token!r}")
+            if repeats != 1 or stride != 1:
+                raise SpecError(path, f"the head conv {echo(token)} is one 1x1 conv at stride 1; write r1 and s1")
+            _refuse(opts, flags, path, token, why="the head conv takes only r1, k1, s1, c and n..")
+            conv_channels, conv_nl = out, nl
             break
-        ratio = _take(opts, "e", path, token, cast=float, default=1.0)
-        se_ratio = _take(opts, "se", path, token, cast=float, default=0.0)
-        se_abs = _take(opts, "sc", path, token, default=0)
-        if opts:
-            raise SpecError(path, f"unknown token {_leftover(opts)!r} in {token!r}")
-        if se_ratio and se_ratio != 0.25:
-            raise SpecError(path, f"se{se_ratio:g} is not supported; write se0.25 or sc<channels>")
+        if repeats > MAX_BLOCKS - len(blocks):
+            raise SpecError(path, f"r{repeats} in {echo(token)} makes more than {MAX_BLOCKS} blocks; "
+                                  f"at most {MAX_BLOCKS} in all")
+        if kind == "cn":
+            _refuse(opts, flags - {"noskip"}, path, token,
+                    why="a regular conv (cn) has no expansion or SE; use an ir block for those")
+            ratio, se_ratio, se_abs = None, 0.0, 0
+        else:
+            ratio = _take(opts, "e", path, token, cast=float, default=1.0, minimum=0)
+            if kind == "ds" and ratio != 1:
+                raise SpecError(path, f"{echo(token)}: a ds block expands by e1 (no expansion layer); "
+                                      "use ir for another ratio")
+            se_ratio = _take(opts, "se", path, token, cast=float, default=None, minimum=0)
+            se_abs = _take(opts, "sc", path, token, default=0)
+            _refuse(opts, set(), path, token, takes="a block takes r, k, s, e, c, se, sc, n.., gs and noskip")
+            if se_ratio is not None and se_ratio != 0.25:
+                raise SpecError(path, f"se{se_ratio:g} is not supported; write se0.25 or sc<channels>")
+            if se_ratio and se_abs:
+                raise SpecError(path, f"{echo(token)} gives the SE twice (se and sc); write one")
+            if "gs" in flags and not (se_ratio or se_abs):
+                raise SpecError(path, f"gs (a sigmoid SE gate) in {echo(token)} needs an SE; add se0.25 or sc<N>")
         for r in range(repeats):
             if kind == "cn":
                 exp = None
@@ -226,13 +282,22 @@ def from_arch_string(text: str, name: str | None = None) -> ArchSpec:
             except SpecError as err:
                 raise err.prefixed(path) from None
             channels = out
-    kind, opts, _ = _parse_token(parts[-1], "head")
-    hidden = _take(opts, "c", "head", parts[-1], default=0) or None
-    head_nl = opts.pop("n", head_nl)
+    kind, opts, flags = _parse_token(parts[-1], "head")
+    if kind != "head":
+        raise SpecError("head", f"{echo(parts[-1])} is not a head token; write head or head_c1280")
+    hidden = _take(opts, "c", "head", parts[-1], default=None)
+    head_nl = opts.pop("n", None)
+    if head_nl is not None and conv_nl is not None:
+        raise SpecError("head", f"{echo(parts[-1])}: the head's nonlinearity is written on the head conv token "
+                                f"when there is one; remove n{NL_TOKENS[head_nl]} here")
+    head_nl = head_nl or conv_nl or stem_nl
     num_classes = _take(opts, "nc", "head", parts[-1], default=1000)
-    dropout = _take(opts, "d", "head", parts[-1], cast=float, default=0.2)
-    if opts:
-        raise SpecError("head", f"unknown token {_leftover(opts)!r} in {parts[-1]!r}")
-    return ArchSpec(name=name if name is not None else (prefix or "arch"), stem=stem, blocks=tuple(blocks),
-                    head=HeadSpec(conv_channels, hidden, head_nl), num_classes=num_classes,
-                    resolution=resolution, dropout=dropout, in_channels=in_channels)
+    dropout = _take(opts, "d", "head", parts[-1], cast=float, default=0.2, minimum=0)
+    _refuse(opts, flags, "head", parts[-1], takes="a head takes c, n.., nc and d")
+    try:
+        head = HeadSpec(conv_channels, hidden, head_nl)
+    except SpecError as err:
+        raise err.prefixed("head") from None
+    return ArchSpec(name=name if name is not None else prefix, stem=stem, blocks=tuple(blocks), head=head,
+                    num_classes=num_classes, resolution=resolution, dropout=dropout, in_channels=in_channels)
+

@@ -4,19 +4,23 @@ Prints the layer table (input/output shape, MAdds, params, activation bytes) and
 ``--json`` one JSON object with ``name``, ``params``, ``madds`` (plain counts), ``resolution``,
 ``blocks`` and more. ``--head lraspp|ssdlite [--resolution HxW] [--num-classes N]`` describes the
 backbone with that dense-prediction head instead (:mod:`search_spaces.heads`).
+
+This module is the command line only. ``search_spaces.describe`` (the attribute of the package)
+stays the function :func:`search_spaces.cost.describe`, also after this module is imported:
+see :mod:`search_spaces._cli_names`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from .cliargs import ArgumentParser, integer, number
 from .codecs import to_arch_string
 from .cost import describe
 from .heads.spec import HEADS, parse_resolution, with_head
 from .heads.spec import summary as head_summary
-from .spec import SpecError, resolve_spec
+from .spec import MAX_CLASSES, SpecError, resolve_spec
 
 
 def summary(spec) -> dict:
@@ -32,14 +36,16 @@ def summary(spec) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search_spaces.describe", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m search_spaces.describe", description=__doc__.splitlines()[0])
     parser.add_argument("spec", metavar="NAME_OR_YAML", help="reference name, spec YAML file or arch string")
-    parser.add_argument("--width", type=float, default=None, help="width multiplier")
+    parser.add_argument("--width", type=number("a width multiplier", 0.1, 4), default=None,
+                        help="width multiplier, 0.1 to 4")
     parser.add_argument("--resolution", default=None, help="input resolution in pixels (HxW such as 1024x2048 "
                                                              "with --head)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--head", choices=HEADS, help="the backbone with a dense-prediction head (Tables 6-7)")
-    parser.add_argument("--num-classes", type=int, default=None, help="classes of the head (19 / 91 by default)")
+    parser.add_argument("--num-classes", type=integer(1, "a number of classes", MAX_CLASSES), default=None,
+                        help="classes of the head (19 / 91 by default)")
     parser.add_argument("--reduced-tail", action="store_true",
                         help="with --head: halve the tail first (Table 7's RF2 for lraspp, Table 6's † for ssdlite)")
     args = parser.parse_args(argv)

@@ -16,11 +16,13 @@ OP_OPERATORS = ("conv", "bneck", "pool", "linear", "upsample", "mul", "add")
 OP_NONLINEARITIES = ("relu", "relu6", "hswish", "swish", "none", "sigmoid")
 OP_SE_GATES = ("hsigmoid", "sigmoid", "none")
 
+# ASCII digits, at most 9 of them: a key never holds a number int() cannot read quickly.
+_N = "[0-9]{1,9}"
 _PATTERN = re.compile(
-    r"^(?P<operator>[a-z]+)_r(?P<resolution>\d+)(?:x(?P<width>\d+))?"
-    r"_i(?P<in_channels>\d+)_e(?P<expansion_channels>\d+)"
-    r"_o(?P<out_channels>\d+)_k(?P<kernel>\d+)_s(?P<stride>\d+)_se(?P<se_channels>\d+)"
-    r"(?:-(?P<se_gate>hsigmoid|sigmoid))?_(?P<nonlinearity>[a-z0-9]+)(?P<residual>_res)?$"
+    rf"(?P<operator>[a-z]+)_r(?P<resolution>{_N})(?:x(?P<width>{_N}))?"
+    rf"_i(?P<in_channels>{_N})_e(?P<expansion_channels>{_N})"
+    rf"_o(?P<out_channels>{_N})_k(?P<kernel>{_N})_s(?P<stride>{_N})_se(?P<se_channels>{_N})"
+    r"(?:-(?P<se_gate>hsigmoid|sigmoid))?_(?P<nonlinearity>[a-z0-9]+)(?P<residual>_res)?"
 )
 
 
@@ -109,9 +111,9 @@ class OpKey:
 
     @classmethod
     def from_str(cls, text: str) -> "OpKey":
-        match = _PATTERN.match(text.strip())
+        match = _PATTERN.fullmatch(text.strip()) if isinstance(text, str) and len(text) <= 200 else None
         if not match:
-            raise OpKeyError(f"{text!r} is not an op key (expected e.g. "
+            raise OpKeyError(f"{text!r:.120} is not an op key (expected e.g. "
                              "'bneck_r56_i24_e72_o40_k5_s2_se24-hsigmoid_relu')")
         g = match.groupdict()
         return cls(

@@ -30,6 +30,7 @@ import yaml
 
 from ._divisible import make_divisible
 from .opkey import OpKey
+from .safe_io import InputError, load_yaml, read_text, yaml_problem
 from .spec import NONLINEARITIES, ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec, se_width
 
 SPACE_DIR = Path(__file__).parent / "spaces"
@@ -306,6 +307,10 @@ def get_space(name_or_path: str | Path) -> SearchSpace:
     if not path.is_file():
         raise SpecError("space", f"{text!r} is not one of {', '.join(space_names())} nor a space YAML file")
     try:
-        return space_from_dict(yaml.safe_load(path.read_text()))
+        return space_from_dict(load_yaml(read_text(path, what="space file")))
+    except InputError as err:
+        raise SpecError("space", str(err)) from None
+    except yaml.YAMLError as err:
+        raise SpecError("space", f"{path.name} is not valid YAML: {yaml_problem(err)}") from None
     except SpecError as err:
         raise SpecError(err.path, f"{err.problem} (in {path.name})") from None

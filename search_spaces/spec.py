@@ -7,6 +7,15 @@ message names the field path and the fix, e.g. ``blocks[3].kernel: 4 is not one 
 
 Specs are plain data: they never build modules (see :mod:`search_spaces.builder`) and are
 written to and read from YAML exactly (:meth:`ArchSpec.to_yaml`, :func:`load_spec`).
+
+Upper bounds (a spec beyond them is a :class:`SpecError`, so no input can make a tool run for
+minutes or report absurd figures): at most :data:`MAX_BLOCKS` (64) blocks; every channel count
+(stem, expansion, output, SE, head, input) at most :data:`MAX_CHANNELS` (8192); ``num_classes`` at
+most :data:`MAX_CLASSES` (100,000); ``resolution`` from 8 to :data:`MAX_RESOLUTION` (4096); a
+``name`` of at most :data:`MAX_NAME_CHARS` (200) printable characters without ``|``, ``:``
+or surrounding spaces (so that arch strings round-trip it). Integer fields take integers only:
+``3.0`` and ``true`` are refused. Spec files are read as UTF-8, at most 1 MiB, with YAML
+aliases and nesting bounded (:mod:`search_spaces.safe_io`).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import yaml
 
 from ._divisible import make_divisible
 from .opkey import OpKey
+from .safe_io import InputError, echo, load_yaml, read_text, shorten, yaml_problem
 
 OPERATORS = ("bneck", "conv")
 KERNELS = (3, 5, 7)
@@ -30,6 +40,14 @@ STEM_KERNELS = (1, 3, 5, 7)
 STRIDES = (1, 2)
 NONLINEARITIES = ("relu", "relu6", "hswish", "swish")
 SE_GATES = ("hsigmoid", "sigmoid")
+
+# Upper bounds (see the module docstring); the paper's largest figures are far inside them.
+MAX_BLOCKS = 64
+MAX_CHANNELS = 8192
+MAX_CLASSES = 100_000
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 4096
+MAX_NAME_CHARS = 200
+NAME_FORBIDDEN = "|:"
 
 # Short names used in tables (the paper writes RE and HS).
 NL_SHORT = {"relu": "RE", "relu6": "R6", "hswish": "HS", "swish": "SW"}
@@ -39,32 +57,36 @@ class SpecError(ValueError):
     """A spec field is invalid. ``path`` names the field (``blocks[3].kernel``)."""
 
     def __init__(self, path: str, problem: str):
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = shorten(path, 120)
+        self.problem = shorten(problem, 400)  # one bounded line, whatever the input echoed
+        super().__init__(f"{self.path}: {self.problem}" if self.path else self.problem)
 
     def prefixed(self, prefix: str) -> "SpecError":
         return SpecError(f"{prefix}.{self.path}" if self.path else prefix, self.problem)
 
 
 # --------------------------------------------------------------------------- field checks
-def _check_int(path: str, value: Any, *, minimum: int = 1, allow_none: bool = False) -> None:
+def _check_int(path: str, value: Any, *, minimum: int = 1, maximum: int = MAX_CHANNELS,
+               allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(path, f"{value!r} is not an integer; write a whole number >= {minimum}")
+        raise SpecError(path, f"{echo(value)} is not an integer; write a whole number from {minimum} to {maximum}")
     if value < minimum:
-        raise SpecError(path, f"{value} is below the minimum {minimum}")
+        raise SpecError(path, f"{echo(value)} is below the minimum {minimum}")
+    if value > maximum:
+        raise SpecError(path, f"{echo(value)} is above the maximum {maximum}")
 
 
 def _check_choice(path: str, value: Any, choices: tuple) -> None:
-    if isinstance(value, bool) or value not in choices:
-        raise SpecError(path, f"{value!r} is not one of {', '.join(map(str, choices))}")
+    # Exact type: 3.0 == 3 and True == 1, but a spec holds the integer (one spec, one hash).
+    if type(value) is not type(choices[0]) or value not in choices:
+        raise SpecError(path, f"{echo(value)} is not one of {', '.join(map(str, choices))}")
 
 
 def _check_bool(path: str, value: Any) -> None:
     if not isinstance(value, bool):
-        raise SpecError(path, f"{value!r} is not a boolean; write true or false")
+        raise SpecError(path, f"{echo(value)} is not a boolean; write true or false")
 
 
 def _from_mapping(cls, data: Any, path: str = "") -> Any:
@@ -74,8 +96,8 @@ def _from_mapping(cls, data: Any, path: str = "") -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
-        raise SpecError(f"{path}.{unknown[0]}" if path else str(unknown[0]),
-                        f"unknown field; expected one of {', '.join(names)}")
+        key = unknown[0] if isinstance(unknown[0], str) else echo(unknown[0], 40)
+        raise SpecError(f"{path}.{key}" if path else key, f"unknown field; expected one of {', '.join(names)}")
     required = [f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [n for n in required if n not in data]
@@ -132,7 +154,7 @@ class BlockSpec:
     skip: bool = True
 
     def __post_init__(self) -> None:
-        if self.operator == "dsconv":
+        if type(self.operator) is str and self.operator == "dsconv":
             raise SpecError("operator", "'dsconv' is written as operator 'bneck' with expansion_channels "
                                         "equal to the block's input channels")
         _check_choice("operator", self.operator, OPERATORS)
@@ -180,7 +202,7 @@ class BlockSpec:
             data.setdefault("expansion_channels", None)
         if isinstance(data, dict) and data.get("se_channels") == "auto":
             exp = data.get("expansion_channels")
-            if isinstance(exp, int) and not isinstance(exp, bool):
+            if isinstance(exp, int) and not isinstance(exp, bool) and 1 <= exp <= MAX_CHANNELS:
                 data["se_channels"] = se_width(exp)
         return _from_mapping(cls, data, path)
 
@@ -237,23 +259,24 @@ class ArchSpec:
     in_channels: int = 3
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str):
-            raise SpecError("name", f"{self.name!r} is not a string")
+        _check_name(self.name)
         if not isinstance(self.stem, StemSpec):
             raise SpecError("stem", "expected a StemSpec")
         if isinstance(self.blocks, list):
             object.__setattr__(self, "blocks", tuple(self.blocks))
         if not isinstance(self.blocks, tuple) or not self.blocks:
             raise SpecError("blocks", "expected a non-empty list of blocks")
+        if len(self.blocks) > MAX_BLOCKS:
+            raise SpecError("blocks", f"{len(self.blocks)} blocks; at most {MAX_BLOCKS}")
         for i, block in enumerate(self.blocks):
             if not isinstance(block, BlockSpec):
                 raise SpecError(f"blocks[{i}]", f"expected a BlockSpec, got {type(block).__name__}")
         if not isinstance(self.head, HeadSpec):
             raise SpecError("head", "expected a HeadSpec")
-        _check_int("num_classes", self.num_classes)
-        _check_int("resolution", self.resolution, minimum=8)
+        _check_int("num_classes", self.num_classes, maximum=MAX_CLASSES)
+        _check_int("resolution", self.resolution, minimum=MIN_RESOLUTION, maximum=MAX_RESOLUTION)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise SpecError("dropout", f"{self.dropout!r} is not a probability in [0, 1)")
+            raise SpecError("dropout", f"{echo(self.dropout)} is not a probability in [0, 1)")
         object.__setattr__(self, "dropout", float(self.dropout))
         _check_int("in_channels", self.in_channels)
 
@@ -261,6 +284,9 @@ class ArchSpec:
     @property
     def block_inputs(self) -> tuple[tuple[int, int], ...]:
         """(input channels, input resolution) of every block."""
+        cached = self.__dict__.get("_block_inputs")
+        if cached is not None:
+            return cached
         channels = self.stem.out_channels
         size = conv_out_size(self.resolution, self.stem.stride)
         out = []
@@ -268,7 +294,8 @@ class ArchSpec:
             out.append((channels, size))
             channels = block.out_channels
             size = conv_out_size(size, block.stride)
-        return tuple(out)
+        object.__setattr__(self, "_block_inputs", tuple(out))  # derived data, not a field (as op_keys)
+        return self.__dict__["_block_inputs"]
 
     @property
     def final_channels(self) -> int:
@@ -305,13 +332,13 @@ class ArchSpec:
         keys = [OpKey(operator="conv", resolution=self.resolution, in_channels=self.in_channels,
                       out_channels=self.stem.out_channels, kernel=self.stem.kernel, stride=self.stem.stride,
                       nonlinearity=self.stem.nonlinearity)]
-        for i, (block, (in_channels, size)) in enumerate(zip(self.blocks, self.block_inputs)):
+        for block, (in_channels, size) in zip(self.blocks, self.block_inputs):
             keys.append(OpKey(
                 operator=block.operator, resolution=size, in_channels=in_channels,
                 expansion_channels=block.expansion_channels or 0, out_channels=block.out_channels,
                 kernel=block.kernel, stride=block.stride, se_channels=block.se_channels,
-                se_gate=block.se_gate if block.se_channels else "none",
-                nonlinearity=block.nonlinearity, residual=self.has_residual(i)))
+                se_gate=block.se_gate if block.se_channels else "none", nonlinearity=block.nonlinearity,
+                residual=block.skip and block.stride == 1 and in_channels == block.out_channels))
         size, channels = self.final_resolution, self.final_channels
         if self.head.conv_channels is not None:
             keys.append(OpKey(operator="conv", resolution=size, in_channels=channels,
@@ -362,7 +389,8 @@ class ArchSpec:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in data if k not in names]
         if unknown:
-            raise SpecError(str(unknown[0]), f"unknown field; expected one of {', '.join(names)}")
+            key = unknown[0] if isinstance(unknown[0], str) else echo(unknown[0], 40)
+            raise SpecError(key, f"unknown field; expected one of {', '.join(names)}")
         for required in ("name", "stem", "blocks"):
             if required not in data:
                 raise SpecError(required, "missing required field")
@@ -370,6 +398,8 @@ class ArchSpec:
         blocks = data["blocks"]
         if not isinstance(blocks, (list, tuple)) or not blocks:
             raise SpecError("blocks", "expected a non-empty list of blocks")
+        if len(blocks) > MAX_BLOCKS:
+            raise SpecError("blocks", f"{len(blocks)} blocks; at most {MAX_BLOCKS}")
         data["blocks"] = tuple(BlockSpec.from_dict(b, f"blocks[{i}]") for i, b in enumerate(blocks))
         if "head" in data:
             data["head"] = _from_mapping(HeadSpec, data["head"], "head")
@@ -386,10 +416,11 @@ class ArchSpec:
 
     @classmethod
     def from_yaml(cls, text: str) -> "ArchSpec":
+        """The spec in YAML ``text`` (safe loading, aliases and nesting bounded)."""
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as err:
-            raise SpecError("", f"not valid YAML: {str(err).splitlines()[0]}") from None
+            raise SpecError("", f"not valid YAML: {yaml_problem(err)}") from None
         return cls.from_dict(data)
 
 
@@ -411,15 +442,29 @@ def load_spec(source: str | Path, **overrides: Any) -> ArchSpec:
         spec = references.reference(text)
     elif path.suffix in (".yaml", ".yml") or _is_file(path):
         if not _is_file(path):
-            raise SpecError("", f"spec file {text!r} does not exist")
+            raise SpecError("", f"spec file {echo(text)} does not exist")
         try:
-            spec = ArchSpec.from_yaml(path.read_text())
+            spec = ArchSpec.from_yaml(read_text(path, what="spec file"))
+        except InputError as err:
+            raise SpecError("", str(err)) from None
         except SpecError as err:
-            raise SpecError(err.path, f"{err.problem} (in {text})") from None
+            raise SpecError(err.path, f"{err.problem} (in {shorten(text, 120)})") from None
     else:
-        raise SpecError("", f"cannot read spec {text!r}: not a YAML file, a reference name "
+        raise SpecError("", f"cannot read spec {echo(text)}: not a YAML file, a reference name "
                             f"({', '.join(references.names())}) or an arch string")
     return spec.replace(**overrides) if overrides else spec
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str):
+        raise SpecError("name", f"{echo(name)} is not a string")
+    if len(name) > MAX_NAME_CHARS:
+        raise SpecError("name", f"{len(name)} characters; at most {MAX_NAME_CHARS}")
+    bad = next((c for c in name if c in NAME_FORBIDDEN or not c.isprintable()), None)
+    if bad is not None:
+        raise SpecError("name", f"{echo(name)} contains {bad!r}; use letters, digits, '_', '-' or '.'")
+    if name != name.strip():
+        raise SpecError("name", f"{echo(name)} starts or ends with a space; remove it")
 
 
 def _is_file(path: Path) -> bool:

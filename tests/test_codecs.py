@@ -1,5 +1,7 @@
 """Arch strings: exact round trips, timm's official arch_def reproduced, unknown tokens rejected."""
 
+import time
+
 import pytest
 from hypothesis import given, settings
 
@@ -66,3 +68,52 @@ def test_generated_round_trip(spec):
 def test_bad_strings(text, message):
     with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
         from_arch_string(text)
+
+
+# --------------------------------------------------------------------------- hostile input (issue #14)
+STEM = "stem_k3_s2_c16_nhs"
+
+
+@pytest.mark.parametrize("text,message", [
+    # tokens that used to be dropped or overridden silently
+    (f"{STEM}|cn_r1_k3_s1_c16_se0.25|head", "'se0.25' in 'cn_r1_k3_s1_c16_se0.25': a regular conv (cn) has no"),
+    (f"{STEM}|ds_r1_k3_s1_e6_c16|head", "a ds block expands by e1"),
+    (f"{STEM}|ir_r1_k3_s1_e6_c16_k5|head", "'k5' repeats the 'k' token"),
+    (f"{STEM}|ir_r1_k3_s1_e6_c16_nre_nhs|head", "'nhs' repeats the 'n' token"),
+    (f"{STEM}|ir_r0_k3_s1_e6_c16,ir_r1_k3_s1_e6_c16|head", "r0 in 'ir_r0_k3_s1_e6_c16' is below 1"),
+    (f"{STEM}|ir_r1_k3_s1_e6_c16|cn_r1_k1_s1_c96|head_c0", "head: c0 in 'head_c0' is below 1"),
+    (f"{STEM}|ir_r1_k3_s1_e6_c16|cn_r1_k1_s2_c96|head", "the head conv 'cn_r1_k1_s2_c96' is one 1x1 conv at stride 1"),
+    (f"{STEM}|ir_r1_k3_s1_e6_c16|cn_r3_k1_s1_c96|head", "the head conv 'cn_r3_k1_s1_c96' is one 1x1 conv"),
+    (f"{STEM}|ir_r1_k3_s1_e6_c16|cn_r1_k1_s1_c96_nre|head_nhs", "the head's nonlinearity is written on the head conv"),
+    (f"{STEM}|ir_r1_k3_s1_e6_c16_gs|head", "gs (a sigmoid SE gate) in 'ir_r1_k3_s1_e6_c16_gs' needs an SE"),
+    (f"{STEM}|ir_r1_k3_s1_e6_c16_se0|head", "se0 is not supported"),
+    (f"{STEM}|ir_r1_k3_s1_e6_c16_sc0|head", "sc0 in 'ir_r1_k3_s1_e6_c16_sc0' is below 1"),
+    (f"{STEM}|ir_r1_k3_s1_e6_c16_se0.25_sc8|head", "gives the SE twice"),
+    (f"{STEM}_noskip|ir_r1_k3_s1_e6_c16|head", "stem: unknown token 'noskip'"),
+    (f"{STEM}|ir_r1_k3_s1_e6_c16|head_gs", "head: unknown token 'gs'"),
+    (f"stemx_k3_s2_c16|ir_r1_k3_s1_e6_c16|head", "is not a stem token"),
+    # sizes: r20000 took 73 s; e<400 digits raised OverflowError
+    (f"{STEM}|ir_r20000_k3_s1_e6_c16|head", "makes more than 64 blocks"),
+    (f"{STEM}|ir_r1_k3_s1_e{'1' * 400}_c16|head", "a number longer than 12 characters"),
+    (f"{STEM}_res{10 ** 30}|ir_r1_k3_s1_e6_c16|head", "a number longer than 12 characters"),
+    (f"{STEM}_res100000|ir_r1_k3_s1_e6_c16|head", "resolution: 100000 is above the maximum 4096"),
+    (f"{STEM}|ir_r1_k\u0663_s1_e6_c16|head", "unknown token 'k\u0663'"),
+    # names that break the round trip
+    (f"a|b:{STEM}|ir_r1_k3_s1_e6_c16|head", "name: 'a|b' contains '|'"),
+    (f"a\nb:{STEM}|ir_r1_k3_s1_e6_c16|head", "name: 'a\\nb' contains"),
+])
+def test_nothing_is_dropped_silently(text, message):
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as info:
+        from_arch_string(text)
+    assert message in str(info.value), str(info.value)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 400
+    assert time.perf_counter() - start < 1
+
+
+@pytest.mark.parametrize("name", ["", "with space", "ñame", "x" * 200, "stem_k3"])
+def test_names_round_trip_exactly(name):
+    spec = reference("mobilenet_v3_small").replace(name=name)
+    text = to_arch_string(spec)
+    assert from_arch_string(text) == spec and from_arch_string(text).name == name
+    assert load_spec(text) == spec

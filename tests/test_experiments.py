@@ -6,6 +6,7 @@ from hand counts here, never from the code under test.
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -149,23 +150,50 @@ def test_bad_inputs_name_the_field_in_one_line(make, call, path, words):
 
 
 # ----------------------------------------------------------------------------- the tables
+def _tables_command(cwd, *args, prelude=""):
+    """``python -m experiments.tables ARGS`` run from ``cwd`` (``prelude``: Python run first)."""
+    code = f"{prelude}\nimport sys\nfrom experiments.tables import main\nsys.exit(main({list(args)!r}))"
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 @pytest.fixture(scope="module")
 def tables_out(tmp_path_factory):
-    out = tmp_path_factory.mktemp("results")
-    result = subprocess.run([sys.executable, "-m", "experiments.tables", "--out", str(out)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    # No --out: the default writes under runs/tables, never over the committed results/.
+    cwd = tmp_path_factory.mktemp("cwd")
+    result = _tables_command(cwd)
     assert result.returncode == 0, result.stderr[-2000:]
-    return out, result.stdout
+    assert not (cwd / "results").exists()
+    return cwd / "runs" / "tables", result.stdout
 
 
 def test_tables_command_writes_every_file_with_its_command(tables_out):
     out, stdout = tables_out
-    names = ["tables.md"] + [f"tables_{n}.csv" for n in ("table1", "table2", "table3", "table5", "figure7_points")]
-    for name in names:
+    tables = ("table1", "table2", "table3", "table5", "table6", "table7", "figure7_points")
+    for name in ["tables.md"] + [f"tables_{n}.csv" for n in tables]:
         assert "python -m experiments.tables --out results/" in (out / name).read_text().splitlines()[0]
     for png in ("figure1_top1_vs_p1.png", "figure7_multiplier_resolution.png"):
         assert (out / "figures" / png).read_bytes()[:4] == b"\x89PNG"
-    assert "Tables 6 and 7" in stdout and "holds" in stdout
+    assert "Tables 6 and 7: 2 head tables" in stdout and "holds" in stdout
+
+
+def test_tables_6_and_7_are_always_included(tables_out):
+    out, _ = tables_out
+    md = (out / "tables.md").read_text()
+    assert "### Table 6: SSDLite" in md and "### Table 7: LR-ASPP" in md and "not available" not in md.lower()
+    # The paper's figures (Howard et al. 2019): Table 6, SSDLite on V3 4.97M params; Table 7, LR-ASPP row 8, 1.51M.
+    t6 = pd.read_csv(out / "tables_table6.csv", skiprows=1).set_index("backbone")
+    t7 = pd.read_csv(out / "tables_table7.csv", skiprows=1).set_index("N")
+    assert t6.loc["V3", "paper params (M)"] == 4.97 and abs(t6.loc["V3", "ours params (M)"] / 4.97 - 1) < 0.02
+    assert t7.loc[8, "paper params (M)"] == 1.51 and abs(t7.loc[8, "ours params (M)"] / 1.51 - 1) < 0.02
+
+
+def test_tables_fail_loudly_without_the_heads_package(tmp_path):
+    # search_spaces.heads made unimportable: the command must fail, not drop Tables 6 and 7.
+    result = _tables_command(tmp_path, "--out", str(tmp_path / "out"),
+                             prelude="import sys\nsys.modules['search_spaces.heads'] = None")
+    assert result.returncode != 0
+    assert not (tmp_path / "out" / "tables.md").exists()
 
 
 def test_table3_carries_our_counts_close_to_the_paper(tables_out):
@@ -178,6 +206,10 @@ def test_table3_carries_our_counts_close_to_the_paper(tables_out):
         assert abs(t3.loc[label, "params ours (M)"] / params - 1) < 0.02
     assert np.isnan(t3.loc["Proxyless", "MAdds ours (M)"]) and "no spec" in t3.loc["Proxyless", "note"]
     assert t3["P-1 ours (ms)"].drop("Proxyless").gt(0).all() and len(t3) == 9
+    # Mnas-small: the paper's network (65.1M MAdds) was never released; its P-1 is not compared.
+    assert t3.loc["Mnas-small", "MAdds paper (M)"] == 65.1 and "never released" in t3.loc["Mnas-small", "note"]
+    assert t3.loc[["Mnas-small", "Proxyless"], ["P-1 LOO (ms)", "P-1 LOFO (ms)", "P-1 diff %"]].isna().all().all()
+    assert t3["P-1 LOFO (ms)"].drop(["Mnas-small", "Proxyless"]).gt(0).all()
 
 
 def test_table5_order_and_structure_tables(tables_out):

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
+from jobs import Journal, JournalWarning
 from latency import predict_ms
-from nas.data import from_arrays
-from nas.proxy import torch_threads
+from proxytask.data import from_arrays
+from proxytask.train import torch_threads
 from netadapt.algorithm import run_netadapt
 from netadapt.config import NetAdaptConfig, NetAdaptError, expected_iterations, step_ms_at
 from netadapt.proposals import STEM, make_proposals, residual_groups, shrink_expansion, shrink_group
@@ -347,6 +348,51 @@ def test_tiny_run_end_to_end(tmp_path, blobs, ray_session):
     with pytest.raises(NetAdaptError, match="--resume"):
         run_netadapt(NetAdaptConfig(spec=TINY, budget_ratio=0.85, step_ratio=0.05, data=blobs, out=str(out),
                                     **TINY_RUN))
+    # A damaged line in a finished run's journal costs only itself: the resume keeps every record
+    # around it, cuts nothing and redoes nothing.
+    journal = out / "journal.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    assert json.loads(lines[0])["type"] == "seed" and json.loads(lines[-1])["type"] == "final"
+    journal.write_text("".join(lines[:1] + ["garbage\n"] + lines[1:]))
+    damaged = journal.read_bytes()
+    resume = NetAdaptConfig(spec=TINY, budget_ratio=0.7, step_ratio=0.05, data=blobs, out=str(out), resume=True,
+                            **TINY_RUN)
+    with pytest.warns(JournalWarning, match=rf"{journal}:2: damaged journal line skipped"):
+        again = run_netadapt(resume)
+    assert journal.read_bytes() == damaged
+    assert (again.status, again.iterations, again.spec.hash) == (result.status, result.iterations, result.spec.hash)
+    # A torn last line (a kill mid-write) is all a resume may cut.
+    with open(journal, "a") as f:
+        f.write('{"type": "fin')
+    with pytest.warns(JournalWarning) as caught:
+        run_netadapt(resume)
+    assert f"{journal}:{len(lines) + 2}: cut a torn last line" in "\n".join(str(w.message) for w in caught)
+    assert journal.read_bytes() == damaged
+
+
+def test_a_measured_target_profiles_the_widths_it_lacks_on_demand(tmp_path, blobs, ray_session):
+    from latency import load_table
+    from latency.backends import Protocol, get_backend
+    from latency.profiler import profile_ops
+
+    seed = TINY.replace(resolution=32)
+    table = tmp_path / "ort.csv"  # a tiny ONNX Runtime table with the seed's ops only
+    profile_ops(seed.op_keys(), get_backend("onnxruntime", 1), table, Protocol(warmup=1, repeats=3, rounds=2),
+                progress=False, log=None)
+    target = tmp_path / "tiny-ort.yaml"
+    target.write_text(f"kind: measured\nbackend: onnxruntime\nthreads: 1\ntable: {table}\n")
+    measured = len(load_table(table))
+    out = tmp_path / "run"
+    run_netadapt(NetAdaptConfig(spec=seed, target=str(target), budget_ratio=0.5, step_ratio=0.05,
+                                kinds=("expansion",), max_iterations=1, data=blobs, out=str(out), **TINY_RUN))
+    proposals = next(r for r in Journal(out / "journal.jsonl").read() if r["type"] == "iteration")["proposals"]
+    assert proposals and not any("latency table" in p["reason"] for p in proposals)
+    grown = load_table(table)
+    assert len(grown) > measured  # the widths the proposals tried, measured and kept in the table
+    for p in proposals:
+        if p["to_channels"] is not None:
+            child = shrink_expansion(seed, p["layers"][0], p["to_channels"])
+            assert predict_ms(child, grown) == pytest.approx(p["latency_ms"])
 
 
 def test_budget_at_or_above_the_current_latency_finishes_immediately(tmp_path, blobs):
@@ -408,7 +454,7 @@ def test_cuda_proposals_need_gpus_per_proposal(tmp_path, blobs):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_proposal_fine_tuned_on_cuda_matches_the_cpu(blobs):
-    from nas.proxy import ProxyConfig
+    from proxytask.train import ProxyConfig
     from netadapt.finetune import evaluate_proposal, finetune_config
 
     parent = TINY.replace(resolution=16, num_classes=4, in_channels=1)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nas.data import ProxyData, from_arrays, load_data
-from nas.proxy import (ProxyConfig, TrainingDiverged, build_child, evaluate, learning_rate, recalibrate_bn, torch_threads,
+from proxytask.data import ProxyData, from_arrays, load_data
+from proxytask.train import (ProxyConfig, TrainingDiverged, build_child, evaluate, learning_rate, recalibrate_bn, torch_threads,
                        train, train_child)
 from search_spaces import ArchSpec, BlockSpec, HeadSpec, StemSpec
 
@@ -58,18 +58,20 @@ def test_default_data_is_embedded_real_images():
     assert len(data.train_x) == len(data.train_y) >= 1000 and len(data.val_x) == len(data.val_y) >= 500
     assert data.num_classes == len(data.classes) == 17 and data.classes[0] == "astronaut"
     assert data.in_channels == 1 and data.resolution == 32
-    assert set(data.train_y.tolist()) == set(range(data.num_classes)) == set(data.val_y.tolist())
+    assert set(data.train_y.tolist()) == set(range(data.num_classes)) == set(data.val_y.tolist()) \
+        == set(data.test_y.tolist())
+    assert len(data.test_x) == len(data.test_y) >= 500
     assert data.train_x.float().std() > 10  # images, not blanks
     x = data.normalise(data.train_x[:512])
     assert x.dtype == torch.float32 and abs(float(x.mean())) < 0.5 and 0.5 < float(x.std()) < 2
     assert load_data("default", resolution=24).train_x.shape[-1] == 24
-    small = load_data("default", train_size=100, val_size=50, seed=3)
-    assert len(small.train_y) == 100 and len(small.val_y) == 50
+    small = load_data("default", train_size=100, val_size=50, test_size=40, seed=3)
+    assert len(small.train_y) == 100 and len(small.val_y) == 50 and len(small.test_y) == 40
 
 
 def test_default_source_images_match_their_derivation(tmp_path):
-    from nas.data import DEFAULT_FILE
-    from nas.data_files import derive_default
+    from proxytask.data import DEFAULT_FILE
+    from proxytask.data_files import derive_default
 
     with np.load(DEFAULT_FILE) as archive:
         assert archive["images"].shape == (17, 256, 256) and archive["images"].dtype == np.uint8
@@ -101,13 +103,15 @@ def _write_cifar(root, per_batch=6):
 
 def test_cifar10_layout(tmp_path):
     _write_cifar(tmp_path / "cifar-10-batches-py")
-    data = load_data(f"cifar10:{tmp_path / 'cifar-10-batches-py'}")
-    assert data.train_x.shape == (30, 3, 32, 32) and data.val_x.shape == (6, 3, 32, 32)
+    data = load_data(f"cifar10:{tmp_path / 'cifar-10-batches-py'}", val_fraction=0.2)
+    # the test batch is the test split; a fifth of the training batches (per class) is validation
+    assert data.train_x.shape[0] + data.val_x.shape[0] == 30 and data.test_x.shape == (6, 3, 32, 32)
+    assert 4 <= data.val_x.shape[0] <= 10
     assert data.classes == tuple(f"c{k}" for k in range(10)) and data.num_classes == 10
     assert torch.equal(data.train_x[:, 0, 5, 7], (20 * data.train_y).to(torch.uint8))  # channel-major rows
     assert int(data.train_x[0, 2, 0, 0]) == 255 and int(data.train_x[0, 2, 0, 1]) == 0
     small = load_data(f"cifar10:{tmp_path / 'cifar-10-batches-py'}", resolution=16, train_size=10)
-    assert small.train_x.shape == (10, 3, 16, 16) and len(set(small.train_y.tolist())) == 10
+    assert small.train_x.shape == (10, 3, 16, 16) and small.test_x.shape[-1] == 16
 
 
 def test_cifar10_errors(tmp_path):
@@ -128,16 +132,17 @@ def _write_images(folder, colours, count, mode="RGB"):
 
 def test_imagefolder(tmp_path):
     _write_images(tmp_path / "flat", {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}, 5)
-    data = load_data(f"imagefolder:{tmp_path / 'flat'}", resolution=8, seed=1, val_fraction=0.4)
+    data = load_data(f"imagefolder:{tmp_path / 'flat'}", resolution=8, seed=1, val_fraction=0.2, test_fraction=0.2)
     assert data.classes == ("blue", "green", "red") and data.in_channels == 3 and data.resolution == 8
-    assert len(data.train_y) == 9 and len(data.val_y) == 6
+    assert len(data.train_y) == 9 and len(data.val_y) == 3 and len(data.test_y) == 3
     red = data.classes.index("red")
     assert (data.train_x[data.train_y == red][:, 0] == 255).all() and (data.train_x[data.train_y == red][:, 1] == 0).all()
     _write_images(tmp_path / "split" / "train", {"a": 10, "b": 200}, 3, mode="L")
     _write_images(tmp_path / "split" / "val", {"a": 10, "b": 200}, 2, mode="L")
-    split = load_data(f"imagefolder:{tmp_path / 'split'}", resolution=12)
-    assert split.train_x.shape == (6, 1, 12, 12) and split.val_x.shape == (4, 1, 12, 12)
-    assert split.val_x[split.val_y == 1].min() == 200
+    split = load_data(f"imagefolder:{tmp_path / 'split'}", resolution=12, val_fraction=0.34)
+    # ImageNet layout: val/ is the test split, a share of train/ (one image per class here) validation
+    assert split.train_x.shape == (4, 1, 12, 12) and split.val_x.shape == (2, 1, 12, 12)
+    assert split.test_x.shape == (4, 1, 12, 12) and split.test_x[split.test_y == 1].min() == 200
 
 
 @pytest.mark.parametrize("source, message", [
@@ -321,3 +326,103 @@ def test_discrimination_run_writes_and_resumes(tmp_path, data, capsys):
                                out=out)
     assert "child" not in capsys.readouterr().out  # everything came from the journal
     assert again["accuracy"] == first["accuracy"]
+
+
+# --------------------------------------------------------------------------- honest splits
+def _rows(x: torch.Tensor) -> set[bytes]:
+    return {bytes(image.numpy().tobytes()) for image in x}
+
+
+@pytest.mark.parametrize("patch", [32, 48])
+def test_default_splits_share_no_image_and_no_pixel(patch):
+    data = load_data("default", patch=patch)
+    train, val, test = _rows(data.train_x), _rows(data.val_x), _rows(data.test_x)
+    assert not (train & val) and not (train & test) and not (val & test)
+    # tiles: every 64 px tile feeds one split only, so no patch of one split overlaps another's
+    assert len(data.train_y) > len(data.val_y) > 0 and len(data.test_y) > 0
+
+
+def test_imagefolder_three_splits_share_no_file(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "f" / name).mkdir(parents=True)
+        for i in range(10):  # every image distinct, so equal bytes would mean the same file
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "f" / name / f"{i}.png")
+    data = load_data(f"imagefolder:{tmp_path / 'f'}", resolution=8, val_fraction=0.2, test_fraction=0.3)
+    train, val, test = _rows(data.train_x), _rows(data.val_x), _rows(data.test_x)
+    assert len(train) + len(val) + len(test) == 20
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert len(test) == 6 and len(val) == 4
+    for name in ("train", "val", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "g" / name / cls).mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "g" / name / cls / "0.png")
+    given = load_data(f"imagefolder:{tmp_path / 'g'}", resolution=8)
+    assert (len(given.train_y), len(given.val_y), len(given.test_y)) == (2, 2, 2)
+
+
+def test_imagefolder_too_small_for_three_splits(tmp_path):
+    _write_images(tmp_path / "one", {"a": 10, "b": 20}, 1, mode="L")
+    with pytest.raises(ValueError, match="needs images in all three splits"):
+        load_data(f"imagefolder:{tmp_path / 'one'}", resolution=8)
+
+
+def test_cifar_reader_refuses_code_in_a_pickle(tmp_path):
+    _write_cifar(tmp_path / "c")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with open(tmp_path / "c" / "data_batch_2", "wb") as f:
+        pickle.dump({b"data": Evil(), b"labels": []}, f)
+    with pytest.raises(ValueError, match=r"data_batch_2 is not a CIFAR-10 batch .*builtins.print is not allowed"):
+        load_data(f"cifar10:{tmp_path / 'c'}")
+
+
+def test_test_split_is_scored_apart_from_validation(data):
+    """train_child reports validation (what selects) and test (what is reported) separately."""
+    # the test split holds the validation images with every label moved to the next class
+    with_test = from_arrays(data.train_x, data.train_y, data.val_x, data.val_y, test_x=data.val_x,
+                            test_y=(data.val_y + 1) % 4, name="blobs+shifted")
+    result = train_child(TINY, with_test, FAST)
+    assert result.ok and result.accuracy > 0.4  # above chance (0.25) on validation
+    assert result.test_accuracy <= 1 - result.accuracy  # a right answer on val is a wrong one on test
+    assert math.isnan(train_child(TINY, data, FAST).test_accuracy)  # no test split given: NaN, not val
+    with pytest.raises(ValueError, match="has no test split"):
+        evaluate(build_child(TINY, data, FAST), data, FAST, split="test")
+
+
+# --------------------------------------------------------------------------- profiles
+def test_signal_profiles_and_overrides():
+    from proxytask.profiles import signal
+
+    cpu = signal("cpu")
+    gpu = signal("gpu")
+    assert cpu.proxy.device == "cpu" and gpu.proxy.device == "cuda"
+    assert gpu.proxy.channels_last and gpu.proxy.amp == "bf16"
+    assert signal("cpu", overrides={"epochs": 0.5}).proxy.epochs == 0.5
+    with pytest.raises(ValueError, match="profile: 'tpu' is not one of cpu, gpu"):
+        signal("tpu")
+    with pytest.raises(ValueError, match="ProxyConfig.bogus: unknown field"):
+        signal("cpu", overrides={"bogus": 1})
+    with pytest.raises(ValueError, match="ProxyConfig.amp"):
+        signal("cpu", overrides={"amp": "fp8"})
+
+
+def test_the_cpu_signal_trains_on_tiny_inputs():
+    """The default signal end to end on a slice of the embedded data: real steps, val and test scored."""
+    from proxytask.profiles import signal
+
+    sig = signal("cpu", overrides={"epochs": 3, "max_steps": 3, "resolution": 24, "bn_recalibration_batches": 1})
+    tiny = sig.load(train_size=96, val_size=48, test_size=48)
+    assert tiny.resolution == 24 and tiny.test_y is not None
+    result = train_child(TINY.replace(num_classes=tiny.num_classes), tiny, sig.proxy)
+    assert result.ok and result.steps == 3
+    assert 0 <= result.accuracy <= 1 and 0 <= result.test_accuracy <= 1
+
+
+def test_channels_last_trains_like_contiguous(data):
+    dense = train_child(TINY, data, FAST)
+    nhwc = train_child(TINY, data, FAST.replace(channels_last=True))
+    assert nhwc.ok and abs(nhwc.train_loss - dense.train_loss) < 1e-3

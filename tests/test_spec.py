@@ -1,8 +1,11 @@
 """ArchSpec: validation, YAML round trip, hashing, op keys."""
 
+import dataclasses
 import os
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -169,3 +172,90 @@ def test_specs_are_frozen():
     assert isinstance(spec.blocks, tuple)
     built_from_list = ArchSpec("x", StemSpec(), list(spec.blocks), HeadSpec())
     assert isinstance(built_from_list.blocks, tuple)
+
+
+# --------------------------------------------------------------------------- hostile input (issue #14)
+@pytest.mark.parametrize("path,value", [
+    ("blocks[3].kernel", 5.0), ("blocks[0].stride", 2.0), ("stem.kernel", 3.0), ("stem.stride", 2.0),
+    ("blocks[1].out_channels", 24.0), ("resolution", 224.0), ("blocks[2].kernel", True),
+])
+def test_floats_and_bools_in_integer_fields_are_refused(path, value):
+    # kernel: 3.0 used to pass, compare equal to the integer spec and hash differently.
+    with pytest.raises(SpecError) as info:
+        ArchSpec.from_dict(_bad(path, value))
+    assert str(info.value).startswith(f"{path}: {value!r} is not")
+
+
+@pytest.mark.parametrize("path,value", [
+    ("resolution", 10**30), ("resolution", 100_000), ("resolution", 4097), ("stem.out_channels", 1_000_000_000),
+    ("blocks[2].expansion_channels", 8193), ("head.hidden_channels", 10**6), ("num_classes", 100_001),
+    ("in_channels", 10_000),
+])
+def test_sizes_have_upper_bounds(path, value):
+    with pytest.raises(SpecError, match=rf"^{re.escape(path)}: {value} is above the maximum"):
+        ArchSpec.from_dict(_bad(path, value))
+    assert ArchSpec.from_dict(_bad("resolution", 4096)).resolution == 4096
+
+
+def test_at_most_64_blocks():
+    spec = reference("mobilenet_v3_small")
+    repeats = tuple(dataclasses.replace(spec.blocks[-1], stride=1) for _ in range(64 - len(spec.blocks)))
+    assert len(spec.replace(blocks=spec.blocks + repeats).blocks) == 64
+    with pytest.raises(SpecError, match=r"^blocks: 65 blocks; at most 64"):
+        spec.replace(blocks=spec.blocks + repeats + repeats[:1])
+    with pytest.raises(SpecError, match=r"^blocks: 65 blocks; at most 64"):
+        ArchSpec.from_dict({**BASE, "blocks": BASE["blocks"] * 5 + BASE["blocks"][:10]})
+
+
+def test_block_inputs_are_computed_once():
+    # op_keys() used to recompute block_inputs for every block (quadratic in the blocks).
+    spec = reference("mobilenet_v3_large")
+    assert spec.block_inputs is spec.block_inputs
+    assert [k.residual for k in spec.op_keys()[1:16]] == [spec.has_residual(i) for i in range(15)]
+
+
+def test_billion_laughs_is_refused_fast_with_a_short_message(tmp_path):
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\nname: *a8\n")
+    assert path.stat().st_size < 1300  # the issue's 1.2 kB file: 18 s, 2.7 GB, a 448 MB message
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="expands to more than 100,000 nodes") as info:
+        load_spec(path)
+    assert time.perf_counter() - start < 1 and len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("text,message", [
+    (b"name: x\nresolution: \xff\xfe\n", r"spec file '.*bad\.yaml' is not UTF-8 text \(byte 0xff at offset 20\)"),
+    (b"name: " + b"[" * 900 + b"]" * 900 + b"\n", "nested deeper than 32 levels"),
+    (b"name: x\nresolution: " + b"9" * 100_000 + b"\n", "an integer of 100,000 characters; at most 40"),
+])
+def test_malformed_files_are_one_line(tmp_path, text, message):
+    # UnicodeDecodeError, RecursionError and ValueError tracebacks before.
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(text)
+    with pytest.raises(SpecError, match=message) as info:
+        load_spec(path)
+    assert "\n" not in str(info.value) and "bad.yaml" in str(info.value)
+
+
+def test_oversized_file_is_refused(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"# padding\n" * 120_000)
+    with pytest.raises(SpecError, match=r"is larger than 1,048,576 bytes"):
+        load_spec(path)
+
+
+def test_messages_echo_a_bounded_value():
+    huge = [["x" * 1000] * 1000] * 1000  # shared rows: cheap to hold, 1 GB to print
+    for path in ("name", "blocks[0].kernel", "dropout"):
+        with pytest.raises(SpecError) as info:
+            ArchSpec.from_dict(_bad(path, huge))
+        assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("name", ["a|b", "a:b", "a\nb", " padded", "padded ", "bell\x07", "x" * 201])
+def test_names_that_break_arch_strings_are_refused(name):
+    with pytest.raises(SpecError, match=r"^name: "):
+        reference("mobilenet_v3_small").replace(name=name)

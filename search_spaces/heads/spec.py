@@ -13,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import ClassVar, Union
 
 from ..opkey import OpKey
-from ..spec import ArchSpec, SpecError
+from ..safe_io import echo
+from ..spec import MAX_RESOLUTION, MIN_RESOLUTION, ArchSpec, SpecError
 from .taps import POINTS, FeatureTap, atrous, feature_tap, final_stride
 
 # Figure 10: "49x49 avg pool, stride (16, 20)" on the 1/16 features (49 = a 769-pixel training crop / 16).
@@ -36,16 +38,18 @@ def parse_resolution(value: Union[int, str, tuple, list]) -> tuple[int, int]:
     """``320`` / ``"320"`` -> (320, 320); ``"1024x2048"`` / ``(1024, 2048)`` -> (1024, 2048) (height x width)."""
     if isinstance(value, str):
         parts = value.lower().split("x")
-        if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
-            raise SpecError("resolution", f"{value!r} is not a size: write 320 or HEIGHTxWIDTH like 1024x2048")
+        if len(parts) not in (1, 2) or not all(re.fullmatch(r"[0-9]{1,9}", p.strip()) for p in parts):
+            raise SpecError("resolution", f"{echo(value)} is not a size: write 320 or HEIGHTxWIDTH like 1024x2048")
         value = tuple(int(p) for p in parts)
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     if not isinstance(value, (tuple, list)) or len(value) not in (1, 2):
-        raise SpecError("resolution", f"{value!r} is not a size (an int or height x width)")
+        raise SpecError("resolution", f"{echo(value)} is not a size (an int or height x width)")
     value = tuple(value) * (2 if len(value) == 1 else 1)
     for name, v in zip(("height", "width"), value):
-        _positive(f"resolution.{name}", v, 8)
+        _positive(f"resolution.{name}", v, MIN_RESOLUTION)
+        if v > MAX_RESOLUTION:
+            raise SpecError(f"resolution.{name}", f"{v} is above the maximum {MAX_RESOLUTION}")
     return value  # type: ignore[return-value]
 
 

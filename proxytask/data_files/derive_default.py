@@ -1,7 +1,7 @@
-"""Derive ``skimage_photos.npz``, the source of the default proxy data set (see nas/data.py).
+"""Derive ``skimage_photos.npz``, the source of the default proxy data set (see proxytask/data.py).
 
     pip install scikit-image==0.26.0   # only to run this script; the project does not need it
-    python -m nas.data_files.derive_default [--skimage-data DIR] [--out nas/data_files/skimage_photos.npz]
+    python -m proxytask.data_files.derive_default [--skimage-data DIR] [--out proxytask/data_files/skimage_photos.npz]
 
 Reads 17 photographs and textures that ship inside the scikit-image wheel (``skimage/data/``; each
 is CC0 or public domain, as the docstrings of ``skimage/data/_fetchers.py`` state), converts them to

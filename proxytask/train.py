@@ -32,6 +32,7 @@ from .data import ProxyData
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 AUGMENTATIONS = ("none", "flip")
+AMP_MODES = ("none", "bf16")
 
 
 class TrainingDiverged(ArithmeticError):
@@ -64,7 +65,10 @@ class ProxyConfig:
     before evaluation (0: keep the running statistics). ``device``: where the child trains,
     ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available); the search sets ``cuda`` when
     trials get GPUs (``--gpus-per-trial``), Ray then choosing the GPU (``CUDA_VISIBLE_DEVICES``).
-    The data stay on the CPU and each batch is moved to the device.
+    On a GPU the whole data set is moved to the device once (:meth:`ProxyData.to`), so several
+    children can share one GPU without a host-to-device copy per batch. ``channels_last`` stores
+    activations NHWC (faster depthwise convolutions on GPUs); ``amp="bf16"`` runs the forward pass
+    under bfloat16 autocast (CUDA only; the loss and the update stay float32).
     """
 
     epochs: float = 1.0
@@ -87,6 +91,8 @@ class ProxyConfig:
     bn_recalibration_batches: int = 8
     eval_batch_size: int = 500
     device: str = "cpu"
+    channels_last: bool = False
+    amp: str = "none"
 
     def __post_init__(self) -> None:
         def bad(name: str, fix: str) -> ValueError:
@@ -122,7 +128,10 @@ class ProxyConfig:
                 self.device in ("cpu", "cuda", "auto")
                 or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise bad("device", "must be cpu, cuda, cuda:N or auto")
-        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTATIONS)):
+        if not isinstance(self.channels_last, bool):
+            raise bad("channels_last", "must be true or false")
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTATIONS),
+                              ("amp", AMP_MODES)):
             if getattr(self, name) not in choices:
                 raise bad(name, f"is not one of {', '.join(choices)}")
 
@@ -154,8 +163,9 @@ class ProxyConfig:
 
 @dataclass
 class ChildResult:
-    """The score of one child. ``accuracy`` is top-1 on the validation split, in [0, 1]; NaN
-    unless ``status`` is ``"ok"``."""
+    """The score of one child. ``accuracy`` is top-1 on the validation split, in [0, 1] (what a
+    search rewards and NetAdapt selects on); ``test_accuracy`` is top-1 on the test split (what is
+    reported; NaN when the data have no test split). Both NaN unless ``status`` is ``"ok"``."""
 
     name: str
     spec_hash: str
@@ -165,6 +175,7 @@ class ChildResult:
     steps: int
     seconds: float
     status: str  # "ok" | "diverged" | "error"
+    test_accuracy: float = float("nan")
     cpu_seconds: float = float("nan")  # CPU time of this process: the wall time an unloaded core would take
     reason: str = ""
     history: list[dict] = field(default_factory=list)
@@ -211,7 +222,14 @@ def _inputs(data: ProxyData, images: torch.Tensor, config: ProxyConfig) -> torch
     if config.resolution is not None and config.resolution != data.resolution:
         x = F.interpolate(x, size=(config.resolution, config.resolution), mode="bilinear",
                           align_corners=False, antialias=True)
-    return x
+    return x.contiguous(memory_format=torch.channels_last) if config.channels_last else x
+
+
+def _autocast(config: ProxyConfig, device: torch.device):
+    """bfloat16 autocast on CUDA when ``config.amp == "bf16"``; otherwise nothing."""
+    if config.amp == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _train_batches(data: ProxyData, config: ProxyConfig, start_step: int, steps: int
@@ -227,11 +245,11 @@ def _train_batches(data: ProxyData, config: ProxyConfig, start_step: int, steps:
         epoch, index = divmod(step, per_epoch)
         if epoch != order_epoch:
             order, order_epoch = _batch_order(len(data.train_y), config.batch_size, config.seed, epoch), epoch
-        rows = order[index]
+        rows = order[index].to(data.device)
         x = _inputs(data, data.train_x[rows], config)
         if config.augment == "flip":
             gen = torch.Generator().manual_seed(config.seed * 7_919 + step)
-            flip = torch.rand(len(rows), generator=gen) < 0.5
+            flip = (torch.rand(len(rows), generator=gen) < 0.5).to(data.device)
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         yield step, x, data.train_y[rows]
 
@@ -313,7 +331,9 @@ def train(model: nn.Module, data: ProxyData, config: ProxyConfig, steps: int | N
     for step, x, y in _train_batches(data, config, start_step, steps):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         lr, momentum = learning_rate(step, total, config)
-        loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+        with _autocast(config, device):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         value = loss.item()
         if not math.isfinite(value):
             raise TrainingDiverged(step, value)
@@ -352,22 +372,25 @@ def recalibrate_bn(model: nn.Module, data: ProxyData, batches: int, config: Prox
     order = _batch_order(len(data.train_y), config.batch_size, config.seed + 104_729, 0)
     device = _device_of(model)
     for rows in order[:batches]:
-        model(_inputs(data, data.train_x[rows], config).to(device))
+        model(_inputs(data, data.train_x[rows.to(data.device)], config).to(device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ProxyData, config: ProxyConfig | None = None) -> tuple[float, float]:
-    """(top-1 accuracy in [0, 1], mean cross-entropy) on the validation split, in eval mode."""
+def evaluate(model: nn.Module, data: ProxyData, config: ProxyConfig | None = None,
+             split: str = "val") -> tuple[float, float]:
+    """(top-1 accuracy in [0, 1], mean cross-entropy) on ``split`` (``val``: what selection reads;
+    ``test``: what is reported), in eval mode, in float32."""
     config = config or ProxyConfig()
+    images, labels = data.split(split)
     model.eval()
     device = _device_of(model)
-    correct, loss_sum, n = 0, 0.0, len(data.val_y)
+    correct, loss_sum, n = 0, 0.0, len(labels)
     for begin in range(0, n, config.eval_batch_size):
-        x = _inputs(data, data.val_x[begin:begin + config.eval_batch_size], config).to(device)
-        y = data.val_y[begin:begin + config.eval_batch_size].to(device)
+        x = _inputs(data, images[begin:begin + config.eval_batch_size], config).to(device)
+        y = labels[begin:begin + config.eval_batch_size].to(device)
         logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += int((logits.argmax(1) == y).sum())
@@ -395,6 +418,8 @@ def build_child(spec, data: ProxyData, config: ProxyConfig) -> nn.Module:
     torch.manual_seed(config.seed)
     model = search_spaces.build(spec, bn_eps=config.bn_eps, bn_momentum=config.bn_momentum)
     device = config.torch_device()
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     return model if device.type == "cpu" else model.to(device)
 
 
@@ -427,10 +452,15 @@ def train_child(spec, data: ProxyData, config: ProxyConfig = ProxyConfig(),
     try:
         with torch_threads(config.threads):
             model = build_child(spec, data, config)
+            device = _device_of(model)
+            if device != data.device:
+                data = data.to(device)  # once per child: no host-to-device copy per batch
             result["train_loss"] = train(model, data, config, report=on_epoch)
             result["steps"] = total
             recalibrate_bn(model, data, config.bn_recalibration_batches, config)
-            accuracy, val_loss = evaluate(model, data, config)
+            accuracy, val_loss = evaluate(model, data, config, split="val")
+            test_accuracy = evaluate(model, data, config, split="test")[0] if data.test_y is not None \
+                else float("nan")
     except TrainingDiverged as err:
         result["steps"] = err.step
         return ChildResult(**result, seconds=time.perf_counter() - start, status="diverged",
@@ -440,7 +470,7 @@ def train_child(spec, data: ProxyData, config: ProxyConfig = ProxyConfig(),
         return ChildResult(**result, seconds=time.perf_counter() - start, status="error",
                            cpu_seconds=time.process_time() - cpu_start,
                            reason=f"{type(err).__name__}: {err}", history=history)
-    result.update(accuracy=accuracy, val_loss=val_loss)
+    result.update(accuracy=accuracy, val_loss=val_loss, test_accuracy=test_accuracy)
     seconds = time.perf_counter() - start
     if report is not None:
         last = pending[-1] if pending else {"epoch": total / steps_per_epoch(data, config), "step": total}

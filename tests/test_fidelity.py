@@ -1,0 +1,129 @@
+"""The fidelity benchmark's pieces: the networks CSV, the statistics and a tiny real run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments.proxy_fidelity import (DEFAULT_NETWORKS, FidelityError, fidelity_statistics, latency_matched_spearman,
+                                        main, quadratic_residuals, read_networks)
+
+
+def _orthogonal_noise(log_l: np.ndarray, seed: int) -> np.ndarray:
+    """A vector orthogonal to (1, log L, log L^2): what a quadratic fit leaves untouched."""
+    design = np.stack([np.ones_like(log_l), log_l, log_l ** 2], axis=1)
+    noise = np.random.default_rng(seed).normal(size=len(log_l))
+    q, _ = np.linalg.qr(design)
+    return noise - q @ (q.T @ noise)
+
+
+def test_residuals_match_an_independent_polynomial_fit():
+    latency = np.array([12.0, 15, 16, 39, 51, 64, 71, 90])
+    values = np.array([60.8, 65.4, 67.4, 73.3, 75.2, 72.0, 75.2, 76.0])
+    fit = np.polyval(np.polyfit(np.log(latency), values, 2), np.log(latency))
+    assert np.allclose(quadratic_residuals(values, latency), values - fit)
+
+
+def test_latency_matched_spearman_known_answers():
+    latency = np.geomspace(10, 100, 9)
+    log_l = np.log(latency)
+    trend = 60 + 5 * log_l - 0.3 * log_l ** 2  # accuracy grows with latency, as on ImageNet
+    hidden = _orthogonal_noise(log_l, 0)  # what a network is worth at its latency
+    top1 = trend + hidden
+    # a signal that agrees at equal latency (even with another trend and scale) scores 1 ...
+    assert latency_matched_spearman(0.1 * log_l + 2 * hidden, top1, latency) == pytest.approx(1.0)
+    # ... one that disagrees scores -1, and one that only sees size (latency) has no residual order
+    assert latency_matched_spearman(0.3 - 0.5 * hidden, top1, latency) == pytest.approx(-1.0)
+    # the plain Spearman of a size-only signal is high although it ranks nothing at equal latency
+    stats = fidelity_statistics(np.stack([log_l, log_l + 1e-3 * hidden], axis=1), top1, latency, np.exp(log_l))
+    assert stats["n"] == 9 and stats["spearman"] > 0.8 and stats["seed_spearman"] == pytest.approx(1.0)
+
+
+def test_the_default_networks_are_table3s():
+    networks = read_networks(DEFAULT_NETWORKS)
+    assert [(n.spec.name.split("_")[0], n.top1) for n in networks][:1] == [("mobilenet", 75.2)]
+    assert sorted(n.top1 for n in networks) == [60.8, 65.4, 67.4, 72.0, 73.3, 75.2, 75.2]  # the paper's Table 3
+    assert all(n.resolution == 224 for n in networks)
+
+
+def _csv(tmp_path, text: str):
+    path = tmp_path / "nets.csv"
+    path.write_text(text)
+    return path
+
+
+GOOD_ROWS = ("mobilenet_v3_small,1.0,224,67.4\nmobilenet_v3_small,0.75,224,65.4\n"
+             "mobilenet_v2,0.35,224,60.8\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("spec,width,top1\nmobilenet_v2,1.0,72\n", r"missing column 'resolution'"),
+    ("spec,width,resolution,top1\n" + GOOD_ROWS + "mobilenet_v9,1.0,224,70\n",
+     r"row 5: spec: 'mobilenet_v9' is not a reference name, YAML file or arch string"),
+    ("spec,width,resolution,top1\n" + GOOD_ROWS + "mobilenet_v2,1.0,224,high\n", r"row 5: top1: 'high' is not a number"),
+    ("spec,width,resolution,top1\n" + GOOD_ROWS + "mobilenet_v2,1.0,224,nan\n", r"row 5: top1: 'nan' must be in"),
+    ("spec,width,resolution,top1\nmobilenet_v2,abc,224,70\n", r"row 2: width: 'abc' is not a number"),
+    ("spec,width,resolution,top1\nmissing.yaml,1.0,224,70\n", r"row 2: spec: 'missing.yaml': no such file"),
+    ("spec,width,resolution,top1\n,1.0,224,70\n", r"row 2: spec: empty"),
+    ("spec,width,resolution,top1\n" + GOOD_ROWS, r"3 network\(s\); the statistics need at least 4"),
+])
+def test_csv_errors_name_row_and_field(tmp_path, text, message):
+    with pytest.raises(FidelityError, match=message):
+        read_networks(_csv(tmp_path, text))
+
+
+def test_csv_accepts_yaml_paths_and_arch_strings(tmp_path):
+    from search_spaces import reference, to_arch_string
+
+    reference("mobilenet_v3_large", 0.75, 224).to_yaml(tmp_path / "large075.yaml")
+    arch = to_arch_string(reference("mobilenet_v3_small", 1.0, 224))
+    text = f"spec,width,resolution,top1\nlarge075.yaml,1.0,224,73.3\n\"{arch}\",1.0,192,66\n" + GOOD_ROWS
+    networks = read_networks(_csv(tmp_path, text))
+    assert networks[0].spec == reference("mobilenet_v3_large", 0.75, 224).replace(name=networks[0].spec.name)
+    assert networks[1].spec.resolution == 192 and len(networks) == 5
+
+
+def test_cli_bad_csv_is_one_line(tmp_path, capsys):
+    path = _csv(tmp_path, "spec,width,resolution,top1\n" + GOOD_ROWS + "mobilenet_v2,1.0,224,x\n")
+    assert main(["--networks", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "row 5: top1" in err
+
+
+def _image_folder(root, classes=4, per_class=8):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k in range(classes):
+        (root / f"c{k}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 80, (16, 16, 3), dtype=np.uint8)
+            pixels[:, 4 * k:4 * k + 4] += 150  # a learnable class: a bright band
+            Image.fromarray(pixels).save(root / f"c{k}" / f"{i}.png")
+    return f"imagefolder:{root}"
+
+
+def test_a_tiny_real_fidelity_run(tmp_path):
+    """Four small networks, two seeds, a few real steps at 16 px on a user image folder: every
+    output is written, and a rerun trains nothing."""
+    path = _csv(tmp_path, "spec,width,resolution,top1\n" + GOOD_ROWS + "mobilenet_v3_large,0.35,224,64.2\n")
+    out = tmp_path / "fid"
+    argv = ["--networks", str(path), "--seeds", "2", "--out", str(out), "--data", _image_folder(tmp_path / "img"),
+            "--proxy", "resolution=16", "--proxy", "max_steps=2", "--proxy", "batch_size=8",
+            "--proxy", "bn_recalibration_batches=1"]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("n", "spearman", "kendall", "latency_matched_spearman", "madds_latency_matched_spearman",
+                "seed_spearman", "seconds_per_child", "device"):
+        assert key in summary
+    assert summary["n"] == 4 and summary["device"] == "cpu"
+    import pandas as pd
+
+    table = pd.read_csv(out / "networks.csv")
+    assert list(table.columns[:6]) == ["spec", "width", "resolution", "top1", "pixel1_ms", "madds"]
+    assert {"acc_seed0", "acc_seed1", "acc_mean", "seconds_per_child"} <= set(table.columns)
+    assert (out / "accuracy_vs_top1.png").stat().st_size > 1000 and (out / "residuals.png").stat().st_size > 1000
+    lines = (out / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 8
+    assert main(argv) == 0
+    assert (out / "runs.jsonl").read_text().splitlines() == lines

@@ -1,0 +1,93 @@
+"""Shared job plumbing: the journal's reading rule, Ray start-up, the --proxy KEY=VALUE parser."""
+
+import argparse
+import json
+
+import pytest
+
+from jobs import Journal, JournalMismatch, JournalWarning
+from jobs.cli import parse_overrides
+from jobs.ray_setup import start_ray, stop_ray
+
+
+def _journal(tmp_path, n=3) -> Journal:
+    journal = Journal(tmp_path / "journal.jsonl")
+    for i in range(n):
+        journal.append({"index": i, "reward": i / 10})
+    return journal
+
+
+def test_a_damaged_middle_line_costs_only_itself(tmp_path):
+    journal = _journal(tmp_path)
+    lines = journal.path.read_text().splitlines(keepends=True)
+    journal.path.write_text("".join(lines[:1] + ["garbage {\n"] + lines[1:]))
+    damaged = journal.path.read_bytes()
+    with pytest.warns(JournalWarning, match=rf"{journal.path}:2: damaged journal line skipped") as caught:
+        assert journal.repair() == [{"index": i, "reward": i / 10} for i in range(3)]
+    assert len(caught) == 1 and journal.damaged == [2]
+    assert journal.path.read_bytes() == damaged  # nothing is cut but a torn last line
+    with pytest.warns(JournalWarning):
+        journal.append({"index": 3, "reward": 0.3})
+        assert [r["index"] for r in journal.read()] == [0, 1, 2, 3]
+
+
+def test_a_torn_last_line_is_left_out_then_cut(tmp_path):
+    journal = _journal(tmp_path, 2)
+    good = journal.path.read_bytes()
+    with open(journal.path, "a") as f:
+        f.write('{"index": 2, "rew')  # a kill in the middle of a write
+    assert [r["index"] for r in journal.read()] == [0, 1]
+    with pytest.warns(JournalWarning, match=rf"{journal.path}:3: cut a torn last line"):
+        journal.repair()
+    assert journal.path.read_bytes() == good
+    with open(journal.path, "a") as f:
+        f.write('{"index": 2')
+    with pytest.warns(JournalWarning, match="torn"):
+        journal.append({"index": 3})  # starts on a line of its own
+    assert [r["index"] for r in journal.read()] == [0, 1, 3]
+
+
+def test_records_are_strict_json(tmp_path):
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.append({"wall_s": float("nan"), "nested": [float("inf"), 1.5]})
+    assert json.loads(journal.path.read_text()) == {"wall_s": None, "nested": [None, 1.5]}
+
+
+def test_a_journal_that_disagrees_with_its_state_file_is_refused(tmp_path):
+    journal = _journal(tmp_path, 2)
+    state = tmp_path / "searcher.json"
+    journal.check_state(journal.read(), state, [0, 1])  # agrees
+    for records in (journal.read(), []):  # short, or empty / missing
+        with pytest.raises(JournalMismatch) as err:
+            journal.check_state(records, state, [0, 1, 2])
+        message = str(err.value)
+        assert "\n" not in message and str(journal.path) in message and str(state) in message
+    assert "(index 0, 1, 2)" in message
+
+
+def test_records_lost_to_damaged_lines_are_named_not_refused(tmp_path):
+    journal = _journal(tmp_path, 3)
+    lines = journal.path.read_text().splitlines(keepends=True)
+    journal.path.write_text("".join([lines[0], '{"index": 1, "rew\n', lines[2]]))  # record 1 damaged in place
+    with pytest.warns(JournalWarning):
+        records = journal.read()
+    with pytest.warns(JournalWarning, match=r"index 1 that .*searcher.json counts as done were on damaged lines"):
+        journal.check_state(records, tmp_path / "searcher.json", [0, 1, 2])
+    with pytest.raises(JournalMismatch):
+        journal.check_state(records, tmp_path / "searcher.json", [0, 1, 2, 3])  # one damaged line, two missing
+
+
+def test_parse_overrides_reads_yaml_values_and_refuses_a_flag_without_equals():
+    parser = argparse.ArgumentParser()
+    assert parse_overrides(["lr=0.05", "grad_clip_norm=null", " device = cuda"], parser, "lr=0.05") == {
+        "lr": 0.05, "grad_clip_norm": None, "device": "cuda"}
+    with pytest.raises(SystemExit):
+        parse_overrides(["lr"], parser, "lr=0.05")
+
+
+def test_start_ray_leaves_a_running_ray_alone(ray_session):
+    import ray
+
+    assert start_ray(cpus=4) is False
+    stop_ray(False)
+    assert ray.is_initialized()
