@@ -81,6 +81,10 @@ class Workdir:
         self.folder.mkdir(exist_ok=True)
         self.file = self.root / "a_file.txt"
         self.file.write_text("not a folder\n")
+        self.overwritable = self.root / "overwritable.txt"  # outputs may overwrite this one, never self.file
+        self.overwritable.write_text("old\n")
+        self.bad_target = self.root / "bad_target.yaml"
+        self.bad_target.write_text("kind: [1\n")
         self.garbage = self.root / "garbage.pt"
         self.garbage.write_bytes(b"\x00\x01 not a torch file" * 10)
         self.empty = self.root / "empty.pt"
@@ -115,7 +119,7 @@ def output_path(rnd: random.Random, work: Workdir, folder: bool, suffix: str) ->
     if choice == "existing_folder":
         return str(work.folder), folder, "an existing folder"
     if choice == "existing_file":
-        return str(work.file), not folder, "an existing file"
+        return str(work.overwritable), not folder, "an existing file"
     if choice == "under_file":
         return str(work.file / f"x{suffix}"), False, "under a file"
     if choice == "proc":
@@ -310,9 +314,11 @@ def _proxy_flags(rnd, argv: list, problems: list) -> list[str]:
     for _ in range(rnd.choice([0, 0, 1, 2])):
         item = rnd.choice(PROXY_VALID + PROXY_HOSTILE)
         argv += ["--proxy", item]
-        items.append(item)
         if item not in PROXY_VALID:
             problems.append(f"--proxy {item[:40]!r}")
+        if any(i.partition("=")[0].strip() == item.partition("=")[0].strip() for i in items):
+            problems.append(f"--proxy {item.partition('=')[0][:20]!r} twice")
+        items.append(item)
     return items
 
 
@@ -324,8 +330,8 @@ def search_case(rnd: random.Random, work: Workdir) -> Case:
              "--seed": Number("int", 0, 2**32 - 1), "--concurrency": Number("int", 1, 1024),
              "--cpus-per-trial": Number("float", 0, 1024, open_lo=True), "--gpus-per-trial": Number("float", 0, 64),
              "--retries": Number("int", 0, 100), "--rl-batch-size": Number("int", 2, 10_000),
-             "--target": (["pixel1", "host-ort-1t"], ["nope", "", "../x.yaml"]),
-             "--space": (["mobilenetv3", "mnasnet"], ["nope", "", "x.yaml"]),
+             "--target": (["pixel1", "host-ort-1t"], ["nope", "", "../x.yaml", str(work.bad_target)]),
+             "--space": (["mobilenetv3", "mnasnet"], ["nope", "", "x.yaml", str(work.bad_target)]),
              "--strategy": (["rl", "random", "evolution"], ["RL", "", "grid"]), "--out": "out", "--data": "data"}
     argv: list[str] = ["--dry-run"]
     problems: list[str] = []
@@ -358,7 +364,7 @@ def netadapt_case(rnd: random.Random, work: Workdir) -> Case:
              "--schedule": (["constant", "decay"], ["linear", ""]), "--select": (["ratio", "accuracy"], ["best", ""]),
              "--proposals": (["expansion", "bottleneck", "expansion,bottleneck", " expansion "],
                              ["", ",", "foo", "expansion,foo"]),
-             "--target": (["pixel1"], ["nope", ""]), "--out": "out", "--data": "data"}
+             "--target": (["pixel1"], ["nope", "", str(work.bad_target)]), "--out": "out", "--data": "data"}
     argv, problems = [source, "--dry-run"], []
     budget = rnd.choice(["ms", "ratio", "ratio", "both", "none"])
     if budget in ("ms", "both"):

@@ -163,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         result = run(a.n, seed, a.cli, a.timeout, a.subprocess, Path(work))
     print(f"seed {seed}, {a.n} inputs per CLI, {time.perf_counter() - start:.0f} s")
     print(table(result))
-    for cli, outcome, case in result["problems"][:40]:
-        print(f"- {cli} {outcome.kind}: {outcome.detail[:200]} <- {case.why[:120]}: {[v[:60] for v in case.value]}")
+    shown: Counter = Counter()
+    for cli, outcome, case in result["problems"]:
+        shown[cli] += 1
+        if shown[cli] <= 8:
+            detail = " ".join(outcome.detail.split())[:200]
+            print(f"- {cli} {outcome.kind}: {detail} <- {case.why[:120]}: {[v[:60] for v in case.value]}")
     return 1 if result["problems"] else 0
 
 

@@ -184,9 +184,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # a kill (SIGTERM) unwinds like Ctrl-C, so the worker pool is terminated with us
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    from proxytask.profiles import signal
+
     changes = {k: v for k, v in (("threads", args.threads), ("epochs", args.epochs)) if v is not None}
+    sig = signal("cpu", data=args.data, overrides=changes)  # the signal the search uses
     summary = run_discrimination(children_count=args.children, seeds=tuple(args.seeds), space=args.space,
-                                 data=args.data, config=ProxyConfig().replace(**changes), workers=args.workers,
+                                 data=sig.load(), config=sig.proxy, workers=args.workers,
                                  out=args.out, child_seed=args.child_seed)
     print(format_table(summary))
     print(f"wrote {args.out}")

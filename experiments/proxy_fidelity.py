@@ -325,15 +325,13 @@ def _plots(out: Path, labels, accuracy, top1, latency, ok) -> None:
 
 # --------------------------------------------------------------------------- CLI
 def parse_args(argv=None) -> argparse.Namespace:
-    try:
-        from jobs.cli import parse_overrides
-    except ImportError:  # TODO: settle once jobs/ lands
-        from nas.search import parse_overrides
+    from jobs.cli import parse_overrides
 
     p = argparse.ArgumentParser(prog="python -m experiments.proxy_fidelity", description=__doc__.splitlines()[0])
     p.add_argument("--networks", default=str(DEFAULT_NETWORKS), help="CSV with columns spec,width,resolution,top1")
     p.add_argument("--seeds", type=int, default=3, help="training seeds per network (default 3)")
-    p.add_argument("--data", default="default", help="default | cifar10:PATH (trusted folder) | imagefolder:PATH")
+    p.add_argument("--data", default="default", 
+                   help="proxy data: default (embedded photos) | cifar10:PATH (the cifar-10-batches-py folder; its batches are pickles, read by a restricted unpickler: use a folder you trust) | imagefolder:PATH (a folder per class, optionally under train/ val/ test/)")
     p.add_argument("--profile", default=None, choices=["cpu", "gpu"],
                    help="signal profile (default: gpu with --device cuda, else cpu)")
     p.add_argument("--proxy", action="append", default=[], metavar="KEY=VALUE",

@@ -25,7 +25,7 @@ from search_spaces.spec import resolve_spec
 from .backends import STATISTICS, BackendUnavailable, Protocol, backend_names, get_backend
 from .profiler import elapsed, ops_for_specs, profile_ops
 from .table import ProvenanceMismatch
-from .targets import TargetError, load_target
+from .targets import TargetError, load_target, target_names
 
 
 def space_ops(name: str, resolution: int | None = None) -> list:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--specs", nargs="+", metavar="NAME_OR_YAML", help="every op of these specs")
     parser.add_argument("--resolution", type=integer(1, "an input resolution in pixels"),
                         help="input resolution (default: the specs' / space's own)")
-    parser.add_argument("--out", type=Path, help="table CSV to write (its provenance goes beside it)")
+    parser.add_argument("--out", help="table CSV to write (its provenance goes beside it)")
     parser.add_argument("--warmup", type=integer(0, "a number of untimed runs"), default=Protocol.warmup)
     parser.add_argument("--repeats", type=integer(1, "a number of runs per round"), default=Protocol.repeats)
     parser.add_argument("--rounds", type=integer(1, "a number of rounds"), default=Protocol.rounds)
@@ -58,7 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=integer(0, "a random seed"), default=0)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    if args.target:
+    # An empty value is a mistake, never "not given": refuse it before any default fills in.
+    for flag, value, fix in (("--target", args.target, f"one of {', '.join(target_names())} or a target YAML"),
+                             ("--space", args.space, "a search space name such as mobilenetv3"),
+                             ("--out", args.out, "a CSV file path"),
+                             *(("--specs", s, "a reference name or a spec YAML") for s in args.specs or ())):
+        if value is not None and not value.strip():
+            parser.error(f"argument {flag}: an empty value; give {fix}")
+    if args.target is not None:
         try:
             target = load_target(args.target)
         except TargetError as err:
@@ -68,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         args.backend = args.backend or target.backend
         args.threads = args.threads or target.threads
         args.out = args.out or target.table_path
-    if not (args.backend and args.out):
+    if args.backend is None or args.out is None:
         parser.error("give --backend and --out (or --target)")
     check_output_file("--out", args.out)
+    args.out = Path(args.out)
     try:
         backend = get_backend(args.backend, args.threads or 1)
-        if args.space:
+        if args.space is not None:
             keys = space_ops(args.space, args.resolution)
         else:
             keys = ops_for_specs(resolve_spec(s, resolution=args.resolution) for s in args.specs)

@@ -23,6 +23,8 @@ from typing import Callable
 
 import yaml
 
+from search_spaces.safe_io import InputError, echo, load_yaml, read_text, shorten, yaml_problem
+
 TARGET_DIR = Path(__file__).parent / "targets"
 KINDS = ("measured", "model")
 # Cost models a ``kind: model`` target may name: name -> (module of this project, factory).
@@ -115,29 +117,52 @@ def target_names() -> tuple[str, ...]:
 
 
 def load_target(name_or_path: str | Path) -> Target:
+    """The target named ``name_or_path`` (a file in :data:`TARGET_DIR`) or read from a YAML path.
+
+    Every problem with the file (missing, unreadable, not UTF-8, oversized, not YAML, nested too
+    deep, unknown or mistyped fields) is one :class:`TargetError` line naming the file.
+    """
     if isinstance(name_or_path, Target):
         return name_or_path
     text = str(name_or_path)
     path = Path(text) if text.endswith((".yaml", ".yml")) else TARGET_DIR / f"{text}.yaml"
-    if not path.is_file():
-        raise TargetError(f"target: {text!r} is not one of {', '.join(target_names())} "
+    try:
+        found = bool(text.strip()) and path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        found = False
+    if not found:
+        raise TargetError(f"target: {echo(text)} is not one of {', '.join(target_names())} "
                           "nor a target YAML file")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = load_yaml(read_text(path, what="target file"))
+    except InputError as err:
+        raise TargetError(str(err)) from None
+    except yaml.YAMLError as err:
+        raise TargetError(f"target {path.name}: not valid YAML: {yaml_problem(err)}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise TargetError(f"target {path.name}: a target is a mapping of fields (kind: ..., backend: ...), "
+                          f"not a {type(data).__name__}")
     fields = set(Target.__dataclass_fields__)
-    unknown = sorted(set(data) - fields)
+    unknown = sorted(shorten(key, 40) if isinstance(key, str) else echo(key, 40) for key in data if key not in fields)
     if unknown:
         raise TargetError(f"target {path.name}: {unknown[0]}: unknown field; expected one of {', '.join(sorted(fields))}")
-    data.setdefault("name", path.stem)
+    for key in ("name", "kind", "description", "backend", "table", "model", "units"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise TargetError(f"target {path.name}: {key}: {echo(value, 40)} is not a string")
+    if data.get("name") is None:
+        data["name"] = path.stem
     if data.get("kind") not in KINDS:
-        raise TargetError(f"target {path.name}: kind: {data.get('kind')!r} is not one of {', '.join(KINDS)}")
+        raise TargetError(f"target {path.name}: kind: {echo(data.get('kind'))} is not one of {', '.join(KINDS)}")
     if data["kind"] == "measured" and not (data.get("backend") and data.get("table")):
         raise TargetError(f"target {path.name}: a measured target needs 'backend' and 'table'")
     threads = data.get("threads", 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise TargetError(f"target {path.name}: threads: {threads!r} is not a whole number >= 1")
+        raise TargetError(f"target {path.name}: threads: {echo(threads, 40)} is not a whole number >= 1")
     model = data.get("model")
     if data["kind"] == "model" and not (isinstance(model, str) and model in COST_MODELS):
-        raise TargetError(f"target {path.name}: model: {model!r} is not one of "
+        raise TargetError(f"target {path.name}: model: {echo(model, 60)} is not one of "
                           f"{', '.join(cost_model_names())} (a target names a registered cost model; "
                           "module:function paths are not imported)")
     return Target(**data)

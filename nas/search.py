@@ -12,15 +12,15 @@ import math
 import sys
 
 from jobs.cli import parse_overrides
+from proxytask import PROFILE_NAMES, SOURCE_KINDS
 from latency import MissingOpsError, TargetError
 from search_spaces import SpecError
-from search_spaces.cliargs import (ArgumentParser, check_settings, checked_overrides, fail, integer, number,
-                                   output_dir_problem, source_problem)
+from search_spaces.cliargs import (ArgumentParser, check_data_and_out, check_loads, check_settings, checked_overrides,
+                                   fail, integer, number)
 
 from .runner import SearchConfig, SearchError, run_search
 from .reward import W_LARGE
 
-DATA_SOURCES = {"default": False, "cifar10": True, "imagefolder": True}  # kind -> takes a folder
 MAX_EPOCHS = 1000
 MAX_PROXY_RESOLUTION = 512  # the proxy task trains small images; larger would not fit a batch in memory
 
@@ -43,9 +43,12 @@ def build_parser() -> ArgumentParser:
                    help="children to train")
     p.add_argument("--epochs", type=number("a number of epochs", above=0, maximum=MAX_EPOCHS),
                    help=f"proxy training epochs per child (at most {MAX_EPOCHS})")
-    p.add_argument("--data", default=d.data, help="default | cifar10:PATH | imagefolder:PATH")
+    p.add_argument("--data", default=d.data, 
+                   help="proxy data: default (embedded photos) | cifar10:PATH (the cifar-10-batches-py folder; its batches are pickles, read by a restricted unpickler: use a folder you trust) | imagefolder:PATH (a folder per class, optionally under train/ val/ test/)")
     p.add_argument("--proxy-resolution", type=integer(8, "a size in pixels", MAX_PROXY_RESOLUTION),
                    help=f"resize the proxy images to this size (8 to {MAX_PROXY_RESOLUTION})")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default=None,
+                   help="accuracy-signal profile (proxytask.profiles; default: gpu with --gpus-per-trial > 0, else cpu)")
     p.add_argument("--out", default=d.out, help="run folder (default runs/search)")
     p.add_argument("--seed", type=integer(0, "a seed", 2**32 - 1), default=d.seed)
     p.add_argument("--concurrency", type=integer(1, "a number of trials", 1024), default=d.concurrency,
@@ -89,18 +92,12 @@ def config_from_args(a, parser: ArgumentParser) -> SearchConfig:
     proxy_device = overrides.get("device", "cuda" if a.gpus_per_trial > 0 else "cpu")
     if str(proxy_device).startswith("cuda") and a.gpus_per_trial <= 0:
         fail("--proxy", f"device={proxy_device} needs GPUs for the trials; add --gpus-per-trial 1 (or a fraction)")
-    for flag, check in (("--target", lambda: load_target(a.target)), ("--space", lambda: get_space(a.space))):
-        try:
-            check()
-        except (TargetError, SpecError, OSError, ValueError) as err:
-            fail(flag, str(err))
-    for flag, problem in (("--data", source_problem(a.data, DATA_SOURCES)), ("--out", output_dir_problem(a.out))):
-        if problem:
-            fail(flag, problem)
+    check_loads((("--target", lambda: load_target(a.target)), ("--space", lambda: get_space(a.space))))
+    check_data_and_out(a.data, a.out, SOURCE_KINDS)
     alpha, beta = (0.0, -1.0) if a.hard else (a.alpha, a.beta)
     return SearchConfig(target=a.target, target_ms=a.target_ms, w=a.w, alpha=alpha, beta=beta, space=a.space,
                         strategy=a.strategy, children=a.children, epochs=a.epochs, data=a.data,
-                        proxy_resolution=a.proxy_resolution, out=a.out, seed=a.seed, concurrency=a.concurrency,
+                        proxy_resolution=a.proxy_resolution, profile=a.profile, out=a.out, seed=a.seed, concurrency=a.concurrency,
                         cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, retries=a.retries,
                         address=a.address, resume=a.resume, rl_batch_size=a.rl_batch_size, progress=not a.no_progress,
                         proxy_overrides=overrides)

@@ -16,17 +16,17 @@ import math
 import sys
 
 from jobs.cli import parse_overrides
+from proxytask import PROFILE_NAMES, SOURCE_KINDS
 from latency import MissingOpsError, TargetError
 from search_spaces import SpecError
-from search_spaces.cliargs import (ArgumentParser, check_settings, checked_overrides, fail, integer, number,
-                                   output_dir_problem, source_problem)
+from search_spaces.cliargs import (ArgumentParser, check_data_and_out, check_loads, check_settings, checked_overrides,
+                                   fail, integer, number)
 
 from .algorithm import run_netadapt
 from .config import DEFAULT_PROXY, MAX_PRETRAIN_EPOCHS, MAX_PROXY_RESOLUTION, NetAdaptConfig, NetAdaptError
 from .proposals import KINDS
 from .weights import WeightsMismatch
 
-DATA_SOURCES = {"default": False, "cifar10": True, "imagefolder": True}  # kind -> takes a folder
 
 
 def build_parser() -> ArgumentParser:
@@ -63,11 +63,14 @@ def build_parser() -> ArgumentParser:
                                      "default: pre-train SPEC on the proxy task first")
     p.add_argument("--pretrain-epochs", type=number("a number of epochs", above=0, maximum=MAX_PRETRAIN_EPOCHS),
                    help="proxy epochs of the seed's pre-training (default: the proxy's schedule)")
-    p.add_argument("--data", default=d.data, help="proxy data: default | cifar10:PATH | imagefolder:PATH")
+    p.add_argument("--data", default=d.data, 
+                   help="proxy data: default (embedded photos) | cifar10:PATH (the cifar-10-batches-py folder; its batches are pickles, read by a restricted unpickler: use a folder you trust) | imagefolder:PATH (a folder per class, optionally under train/ val/ test/)")
     p.add_argument("--val-size", type=integer(0, "a number of images", 10_000_000), default=d.val_size,
                    help="validation images that score proposals (class-balanced subset; 0: the whole split)")
     p.add_argument("--proxy-resolution", type=integer(8, "a size in pixels", MAX_PROXY_RESOLUTION),
                    help="resize the proxy images to this size")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default=None,
+                   help="accuracy-signal profile (proxytask.profiles; default: gpu with --gpus-per-proposal > 0, else cpu)")
     p.add_argument("--proxy", action="append", default=[], metavar="KEY=VALUE",
                    help="override a proxy-training setting (proxytask.train.ProxyConfig), e.g. --proxy batch_size=32")
     p.add_argument("--out", default=d.out, help="run folder")
@@ -95,9 +98,8 @@ def config_from_args(a, parser: ArgumentParser) -> NetAdaptConfig:
     the run folder writable, the proxy settings accepted by ProxyConfig."""
     from latency import load_target
     from proxytask.train import ProxyConfig
+    from search_spaces.safe_io import load_state_dict
     from search_spaces.spec import resolve_spec
-
-    from .weights import load_weights
 
     if a.gpus_per_proposal > 1 and a.gpus_per_proposal != math.floor(a.gpus_per_proposal):
         fail("--gpus-per-proposal", f"{a.gpus_per_proposal:g}: more than one GPU must be a whole number "
@@ -116,7 +118,7 @@ def config_from_args(a, parser: ArgumentParser) -> NetAdaptConfig:
         kinds=kinds, finetune_steps=a.finetune_steps, long_finetune_steps=a.long_finetune_steps,
         finetune_lr=a.finetune_lr, pretrain_epochs=a.pretrain_epochs, weights=a.weights, data=a.data,
         val_size=a.val_size or None,
-        proxy_resolution=a.proxy_resolution, proxy_overrides=overrides, out=a.out, resume=a.resume, seed=a.seed,
+        proxy_resolution=a.proxy_resolution, profile=a.profile, proxy_overrides=overrides, out=a.out, resume=a.resume, seed=a.seed,
         concurrency=a.concurrency, cpus_per_proposal=a.cpus_per_proposal,
         gpus_per_proposal=a.gpus_per_proposal, address=a.address,
         max_iterations=a.max_iterations, progress=not a.no_progress)
@@ -129,15 +131,9 @@ def config_from_args(a, parser: ArgumentParser) -> NetAdaptConfig:
     if str(device).startswith("cuda") and a.gpus_per_proposal <= 0:
         fail("--proxy", f"device={device} needs GPUs for the proposals; add --gpus-per-proposal 1 (or a fraction)")
     checks = (("SPEC", lambda: resolve_spec(a.spec)), ("--target", lambda: load_target(a.target)),
-              ("--weights", lambda: a.weights is not None and load_weights(a.weights)))
-    for flag, check in checks:
-        try:
-            check()
-        except (SpecError, TargetError, OSError, ValueError) as err:
-            fail(flag, str(err))
-    for flag, problem in (("--data", source_problem(a.data, DATA_SOURCES)), ("--out", output_dir_problem(a.out))):
-        if problem:
-            fail(flag, problem)
+              ("--weights", lambda: a.weights is not None and load_state_dict(a.weights, what="file")))
+    check_loads(checks)
+    check_data_and_out(a.data, a.out, SOURCE_KINDS)
     return config
 
 

@@ -207,15 +207,20 @@ def save_weights(state: dict, path: str | Path) -> None:
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict saved with ``torch.save``; read with ``weights_only=True`` (no pickled code)."""
+    """A state dict saved with ``torch.save``; read with ``weights_only=True`` (no pickled code).
+
+    Every failure (missing, a folder, empty, truncated, not a torch file, pickled code, not a dict
+    of tensors) is one ``ValueError`` line naming the file (``search_spaces.safe_io``).
+    """
+    from search_spaces.safe_io import echo, load_state_dict
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights: {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated file, a pickle with code, not a torch file at all
-        raise ValueError(f"weights: {path} is not a torch.save(state_dict) file readable with "
-                         f"weights_only=True ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"weights: {path} does not hold a state dict of tensors (save model.state_dict())")
-    return state
+        empty = path.is_file() and path.stat().st_size == 0
+    except (OSError, ValueError) as err:  # a name too long for the file system, a NUL byte
+        raise ValueError(f"weights {echo(str(path))} cannot be read "
+                         f"({getattr(err, 'strerror', None) or err})") from None
+    if empty:
+        raise ValueError(f"weights {echo(str(path))} is an empty file (0 bytes), not a torch.save(state_dict) "
+                         "file; was it written by an interrupted run?")
+    return load_state_dict(path, what="weights")

@@ -8,6 +8,10 @@ here; this package depends on ``search_spaces`` and ``latency`` only, never on `
 
 from search_spaces._lazy import lazy_getattr
 
+# Data sources (proxytask.load_data): kind -> whether it takes a folder after a colon.
+SOURCE_KINDS = {"default": False, "cifar10": True, "imagefolder": True}
+PROFILE_NAMES = ("cpu", "gpu")  # proxytask.profiles.PROFILES, named here so CLIs need not import torch
+
 _EXPORTS = {
     "ProxyData": ("data", "ProxyData"),
     "load_data": ("data", "load_data"),

@@ -6,6 +6,10 @@ functions below) or right after (output paths writable: :func:`output_file_probl
 ``error: argument --flag: what is wrong; the fix``, and exits with status 2 -- never a
 traceback, and never after minutes of work.
 
+The same goes for what the search and NetAdapt command lines share: a ``KIND[:FOLDER]`` data
+source (:func:`source_problem`), ``--proxy KEY=VALUE`` settings read safely
+(:func:`checked_overrides`) and checked against the settings dataclass they will build
+(:func:`check_settings`), and one line for a user's file that fails to load (:func:`file_problem`).
 It lives at the bottom of the dependency chain (``search_spaces``) so that every package's
 command line (``search_spaces``, ``latency``, ``nas``, ``netadapt``) uses the same rules.
 """
@@ -26,7 +30,7 @@ from .safe_io import echo, shorten
 USAGE_ERROR = 2
 NAME_MAX = 255  # bytes in one path component on the usual file systems
 # Numbers as people type them, in ASCII: no "1_000", no full-width or Arabic-Indic digits, no "nan".
-_INTEGER = re.compile(r"[+-]?[0-9]{1,30}")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?")
 
 
@@ -48,11 +52,11 @@ def integer(minimum: int, what: str, maximum: int | None = None) -> Callable[[st
     bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
 
     def parse(text: str) -> int:
-        value = int(text) if _INTEGER.fullmatch(text) else None
-        if value is None:
+        if not _INTEGER.fullmatch(text):
             raise argparse.ArgumentTypeError(f"{echo(text)} is not a whole number; give {what} {bounds}")
-        if value < minimum or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"{value} is out of range; give {what} {bounds}")
+        value = int(text) if len(text) <= 30 else None  # int() of 5,000 digits raises; 30 is out of range anyway
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"{echo(text, 40)} is out of range; give {what} {bounds}")
         return value
 
     parse.__name__ = "integer"
@@ -127,6 +131,8 @@ def _folder_problem(folder: Path, shown: str) -> str | None:
 
 def output_file_problem(path: str | Path) -> str | None:
     """Why ``path`` cannot be written as a file (None if it can). Creates nothing."""
+    if not str(path).strip():
+        return "an empty path; give a file name"
     path = Path(path)
     problem = _path_problem(path)
     if problem:
@@ -143,6 +149,8 @@ def output_file_problem(path: str | Path) -> str | None:
 
 def output_dir_problem(path: str | Path) -> str | None:
     """Why ``path`` cannot be used as an output folder (None if it can). Creates nothing."""
+    if not str(path).strip():
+        return "an empty path; give a folder name"
     path = Path(path)
     problem = _path_problem(path)
     if problem:
@@ -226,13 +234,18 @@ def checked_overrides(items: list[str], parse: Callable[[list[str]], dict], *, f
     """``KEY=VALUE`` flags read by ``parse`` (e.g. ``jobs.cli.parse_overrides``), guarded: each
     flag at most ``max_chars`` characters, a value YAML cannot read is one line, every value a
     scalar (a number, a word, true/false or null), never a list or mapping, and no key in
-    ``owned`` (setting -> the flag that sets it, which would override it silently)."""
+    ``owned`` (setting -> the flag that sets it, which would override it silently), no key twice."""
     import yaml
 
+    seen = set()
     for item in items:
         if len(item) > max_chars:
             fail(flag, f"{echo(item, 60)} is {len(item)} characters long; a setting is at most {max_chars}, "
                        f"e.g. {flag} {example}")
+        key = item.partition("=")[0].strip()
+        if key in seen:
+            fail(flag, f"{echo(key, 40)} is given twice; give each setting once")
+        seen.add(key)
     try:
         values = parse(items)
     except (yaml.YAMLError, ValueError, RecursionError) as err:
@@ -257,3 +270,33 @@ def check_settings(cls, values: dict, *, flag: str = "--proxy", maxima: dict[str
         value = values.get(key)
         if isinstance(value, (int, float)) and value > top:
             fail(flag, f"{key}: {value:g} is above the maximum {top:g}")
+
+
+def file_problem(err: Exception) -> str:
+    """One line for why a user's file (a target, a space, a spec) failed to load."""
+    import yaml
+
+    from .safe_io import yaml_problem
+
+    if isinstance(err, yaml.YAMLError):
+        return f"not valid YAML: {yaml_problem(err)}"
+    if isinstance(err, ValueError) and not isinstance(err, UnicodeError):
+        return shorten(err, 400)  # the project's own errors (SpecError, TargetError) say what and how
+    return shorten(f"{type(err).__name__}: {err}", 400)
+
+
+def check_loads(checks) -> None:
+    """Exit with one line naming the flag for the first ``(flag, load)`` whose ``load()`` raises:
+    whatever stops a user's file (target, space, spec, weights) from loading is a bad argument."""
+    for flag, load in checks:
+        try:
+            load()
+        except Exception as err:  # noqa: BLE001 -- any failure to load is reported, never a traceback
+            fail(flag, file_problem(err))
+
+
+def check_data_and_out(data: str, out: str, kinds: dict[str, bool]) -> None:
+    """Exit with one line unless ``data`` is a known source and ``out`` a writable folder."""
+    for flag, problem in (("--data", source_problem(data, kinds)), ("--out", output_dir_problem(out))):
+        if problem:
+            fail(flag, problem)

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.head:
             return _main_head(args)
-        height, width = parse_resolution(args.resolution) if args.resolution else (None, None)
+        height, width = parse_resolution(args.resolution) if args.resolution is not None else (None, None)
         if height != width:
             raise SpecError("resolution", f"{args.resolution!r}: a backbone's input is square; HxW needs --head")
         spec = resolve_spec(args.spec, args.width, height)

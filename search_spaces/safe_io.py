@@ -157,8 +157,13 @@ def load_state_dict(path: str | Path, *, what: str = "weights") -> dict:
     import torch
 
     path = Path(path)
-    if not path.is_file():
-        problem = "is a folder" if path.is_dir() else "does not exist"
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except (OSError, ValueError) as err:  # a name the file system refuses (too long, NUL byte)
+        raise InputError(f"{what} {echo(str(path))} cannot be looked up ({shorten(err, 80)}); give a "
+                         "torch.save(model.state_dict()) file") from None
+    if not is_file:
+        problem = "is a folder" if is_dir else "does not exist"
         raise InputError(f"{what} {echo(str(path))} {problem}; give a torch.save(model.state_dict()) file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -116,6 +116,20 @@ def test_predict_spec_arguments(rnd, work):
     _check_cli(predict_case(rnd, work, hostile_targets=False))
 
 
+@hostile(60)
+@given(rnd=RANDOMS)
+def test_predict_arguments(rnd, work):
+    # hostile targets too: '', a folder's file, a broken target YAML ('kind: [1'), an unknown kind
+    _check_cli(argv_case("predict", rnd, work))
+
+
+@hostile(90)
+@given(rnd=RANDOMS)
+def test_profile_arguments(rnd, work):
+    # every list holds one hostile value ('' for --target/--space/--out included), so none measures
+    _check_cli(argv_case("profile", rnd, work))
+
+
 @hostile(90)
 @given(rnd=RANDOMS)
 def test_search_arguments(rnd, work):

@@ -85,6 +85,23 @@ def test_parse_overrides_reads_yaml_values_and_refuses_a_flag_without_equals():
         parse_overrides(["lr"], parser, "lr=0.05")
 
 
+@pytest.mark.parametrize("item, words", [
+    ("lr=[1", "not a YAML value (expected ',' or ']'"),
+    ('lr="', "not a YAML value"),
+    ("lr=*undefined", "not a YAML value (found undefined alias"),
+    ("lr=!!python/object/apply:os.system [echo]", "not a YAML value (could not determine a constructor"),
+    ("lr=" + "[" * 300 + "]" * 300, "the value is 600 characters long"),
+    ("=5", "write KEY=VALUE"),
+], ids=["unclosed", "quote", "alias", "python_tag", "long", "no_key"])
+def test_parse_overrides_turns_bad_values_into_one_usage_line(item, words, capsys):
+    parser = argparse.ArgumentParser(prog="x")
+    with pytest.raises(SystemExit) as stop:
+        parse_overrides([item], parser, "lr=0.05")
+    err = capsys.readouterr().err.splitlines()
+    assert stop.value.code == 2 and err[-1].startswith("x: error: --proxy ") and words in err[-1], err
+    assert len(err[-1]) < 400 and "e.g. --proxy lr=0.05" in err[-1]
+
+
 def test_start_ray_leaves_a_running_ray_alone(ray_session):
     import ray
 

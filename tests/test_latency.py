@@ -387,6 +387,43 @@ def test_profile_chunk_minus_one_is_an_error_not_zero_ops(tmp_path):
     assert not (tmp_path / "t.csv").exists()
 
 
+
+@pytest.mark.parametrize("data, words", [
+    (b"kind: [1\n", "not valid YAML: while parsing a flow sequence"),
+    (b"kind: model\nmodel: pixel1\n  units: ms\n", "not valid YAML"),
+    (b"- kind\n- model\n", "a target is a mapping of fields"),
+    (b"kind: model\nmodel: [pixel1]\n", "model: ['pixel1'] is not a string"),
+    (b"a: &a [1, 2]\n" + b"".join(b"%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n"
+                                     % ((98 + i,) * 2 + (97 + i,) * 10) for i in range(8)), "100,000 nodes"),
+    (b"kind: model\xff\n", "is not UTF-8 text"),
+    (b"# padding\n" * 120_000, "is larger than"),
+], ids=["parser", "scanner", "list", "model_list", "alias_bomb", "not_utf8", "oversized"])
+def test_a_broken_target_file_is_one_line_naming_it(tmp_path, capsys, data, words):
+    path = tmp_path / "broken.yaml"
+    path.write_bytes(data)
+    with pytest.raises(TargetError) as info:
+        load_target(path)
+    assert "broken.yaml" in str(info.value) and words in str(info.value) and "\n" not in str(info.value)
+    status, err = _main("latency.predict", ["mobilenet_v3_small", "--target", str(path)], capsys)
+    assert status == 2 and err.count("\n") == 1 and err.startswith("error: argument --target: "), err
+    assert "broken.yaml" in err
+
+
+@pytest.mark.parametrize("flag, argv", [
+    ("--target", PROFILE + ["--target", "", "--out", "t.csv"]),
+    ("--target", PROFILE + ["--target", " ", "--out", "t.csv"]),
+    ("--space", ["--backend", "onnxruntime", "--space", "", "--resolution", "32", "--out", "t.csv"]),
+    ("--out", PROFILE + ["--out", ""]),
+    ("--specs", ["--backend", "onnxruntime", "--specs", "", "--out", "t.csv"]),
+])
+def test_profile_refuses_empty_values_before_measuring(tmp_path, capsys, monkeypatch, flag, argv):
+    # '' used to count as "not given": --target '' profiled anyway, --space '' crashed, --out '' wrote to '.'.
+    monkeypatch.chdir(tmp_path)
+    status, err = _main("latency.profile", argv, capsys)
+    assert status == 2 and err.count("\n") == 1 and err.startswith(f"error: argument {flag}: an empty value"), err
+    assert list(tmp_path.iterdir()) == []  # nothing measured, nothing written
+
+
 # ----------------------------------------------------------------------------- the CLI modules' names
 def test_cli_modules_do_not_replace_the_functions_of_the_same_name():
     script = """

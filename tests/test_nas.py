@@ -20,7 +20,7 @@ from search_spaces import ArchSpec, load_spec
 from search_spaces.spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"max_steps": 2, "batch_size": 16, "bn_recalibration_batches": 1}
+TINY = {"max_steps": 2, "batch_size": 16, "bn_recalibration_batches": 1, "resolution": 32}
 
 
 # ----------------------------------------------------------------------------- reward

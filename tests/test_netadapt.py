@@ -526,3 +526,19 @@ def _maybe_json(line: str):
         return json.loads(line)
     except json.JSONDecodeError:
         return None
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: p.write_bytes(b""), "is an empty file (0 bytes)"),  # used to be an IndexError
+    (lambda p: p.write_bytes(b"\x00\x01 not a torch file"), "readable with weights_only=True"),
+    (lambda p: torch.save([torch.zeros(2)], p), "does not hold a state dict of tensors"),
+    (lambda p: p.mkdir(), "is a folder"),
+    (lambda p: None, "does not exist"),
+], ids=["empty", "garbage", "list", "folder", "missing"])
+def test_every_unreadable_weights_file_is_one_value_error_naming_it(tmp_path, make, words):
+    path = tmp_path / "w.pt"
+    make(path)
+    with pytest.raises(ValueError) as info:
+        load_weights(path)
+    message = str(info.value)
+    assert words in message and str(path) in message and "\n" not in message and len(message) < 400, message

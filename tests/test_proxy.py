@@ -426,3 +426,23 @@ def test_channels_last_trains_like_contiguous(data):
     dense = train_child(TINY, data, FAST)
     nhwc = train_child(TINY, data, FAST.replace(channels_last=True))
     assert nhwc.ok and abs(nhwc.train_loss - dense.train_loss) < 1e-3
+
+
+def test_linear_layers_get_a_fan_in_init_for_the_short_proxy():
+    """N(0, 1/fan_in) for every fully connected layer (independent count: 1/sqrt(in_features)),
+    seeded, leaving convolutions to the builder; ``linear_init=builder`` keeps N(0, 0.01)."""
+    from search_spaces import reference
+
+    data = blobs(n_train=16, n_val=8)
+    spec = reference("mobilenet_v3_small", 1.0, 32)
+    model = build_child(spec, data, FAST)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.in_features for m in linears] == [576, 1024]  # Table 2: 576 -> 1024 -> classes
+    for m in linears:
+        assert float(m.weight.detach().std()) == pytest.approx(m.in_features ** -0.5, rel=0.05)
+        assert float(m.bias.detach().abs().max()) == 0
+    again = build_child(spec, data, FAST)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    builder = build_child(spec, data, FAST.replace(linear_init="builder"))
+    assert float([m for m in builder.modules() if isinstance(m, torch.nn.Linear)][0].weight.detach().std()) \
+        == pytest.approx(0.01, rel=0.05)
