@@ -338,10 +338,11 @@ DEFAULT_DESCRIPTION = (
     "(astronaut, brick, camera, cell, cat, clock, coffee, coins, grass, gravel, Hubble deep field, "
     "immunohistochemistry, moon, page, retina, rocket, text; CC0 / public domain), grayscale, 256 x 256. "
     "A square patch is classified by the image it comes from. Each image is cut into a grid of tiles "
-    "(4 x 4 tiles of 64 px for patches up to 32 px, 2 x 2 of 128 px above); tile (row r, column c) "
+    "(4 x 4 tiles of 64 px for patches up to 48 px, 2 x 2 of 128 px above); tile (row r, column c) "
     "belongs to validation when (c + 2r) mod 4 = 0, to test when it is 2, to training otherwise, so "
     "every row and column of tiles feeds each split and no patch shares a pixel with another split. "
-    "Patches are cut every 8 px inside each tile; nearly flat patches (pixel std < 3, i.e. blank "
+    "Patches are cut every 8 px inside each tile (every 4 px for 33 to 48 px patches); nearly flat "
+    "patches (pixel std < 3, i.e. blank "
     "background) carry no class and are dropped.")
 
 
@@ -356,15 +357,17 @@ def _load_default(resolution: int | None, patch: int = PATCH) -> ProxyData:
         images, names = archive["images"], [str(n) for n in archive["names"]]
     from numpy.lib.stride_tricks import sliding_window_view
 
-    tile = 64 if patch <= 32 else 128
-    step = tile // CROP_STRIDE
+    tile = 64 if patch <= 48 else 128
+    # crops over 32 px in 64 px tiles: every 4 px, so that a tile still gives 25 of them
+    stride = CROP_STRIDE // 2 if tile == 64 and patch > 32 else CROP_STRIDE
+    step = tile // stride
     split: dict[int, tuple[list, list]] = {k: ([], []) for k in range(3)}  # 0 train, 1 val, 2 test
     for label, image in enumerate(images):
-        windows = sliding_window_view(image, (patch, patch))[::CROP_STRIDE, ::CROP_STRIDE]
-        # window (i, j) starts at (8i, 8j); it lies inside tile (i // step, j // step) when
-        # i % step, j % step <= (tile - patch) / 8
-        rows = np.flatnonzero(np.arange(windows.shape[0]) % step <= (tile - patch) // CROP_STRIDE)
-        cols = np.flatnonzero(np.arange(windows.shape[1]) % step <= (tile - patch) // CROP_STRIDE)
+        windows = sliding_window_view(image, (patch, patch))[::stride, ::stride]
+        # window (i, j) starts at (stride i, stride j); it lies inside tile (i // step, j // step)
+        # when i % step, j % step <= (tile - patch) / stride
+        rows = np.flatnonzero(np.arange(windows.shape[0]) % step <= (tile - patch) // stride)
+        cols = np.flatnonzero(np.arange(windows.shape[1]) % step <= (tile - patch) // stride)
         patches = windows[rows][:, cols]  # (rows, cols, patch, patch)
         tile_r, tile_c = np.meshgrid(rows // step, cols // step, indexing="ij")
         code = (tile_c + 2 * tile_r) % 4
