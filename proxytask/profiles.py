@@ -24,13 +24,15 @@ from . import PROFILE_NAMES
 # ProxyConfig fields and data settings of each profile; ``patch`` is the side (source pixels)
 # of the crops of the embedded photos, ``resolution`` the side a child is trained at.
 PROFILES: dict[str, dict[str, Any]] = {
-    # 64 px crops of the photos (each a quarter of the picture's side) at their own resolution,
-    # one epoch: about 30 CPU-s for a V3-Large-sized child, within the main job's budget. Chosen with
-    # experiments.proxy_fidelity among the settings in results/proxy_fidelity/README.md.
-    # Channels-last: oneDNN's NHWC depthwise kernels train these networks 1.5-2.5x faster on a CPU.
-    "cpu": {"patch": 64, "proxy": {"resolution": 64, "epochs": 1.0, "channels_last": True}},
-    # The same crops at 96 px for three epochs (what the GPU's speed buys), channels-last, bf16.
-    "gpu": {"patch": 64, "proxy": {"resolution": 96, "epochs": 3.0, "device": "cuda", "channels_last": True,
+    # 48 px crops of the photos (tiles of 64 px, so validation and test tiles interleave with
+    # training ones) at 64 px, 1.5 epochs, channels-last (oneDNN's NHWC depthwise kernels train
+    # these networks 1.5-2.5x faster on a CPU): about 30 CPU-s for a V3-Large-sized child, within
+    # the main job's budget. Chosen with experiments.proxy_fidelity among the settings listed in
+    # results/proxy_fidelity/README.md.
+    "cpu": {"patch": 48, "proxy": {"resolution": 64, "epochs": 1.5, "channels_last": True}},
+    # The same crops at 96 px for three epochs (what a GPU's speed buys), channels-last, bf16.
+    # Not yet measured with experiments.proxy_fidelity (no GPU was lent to the session that built it).
+    "gpu": {"patch": 48, "proxy": {"resolution": 96, "epochs": 3.0, "device": "cuda", "channels_last": True,
                                    "amp": "bf16"}},
 }
 
