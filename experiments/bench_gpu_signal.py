@@ -88,6 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--cpu-children", type=int, default=1, help="children timed on one CPU core (0: skip)")
     p.add_argument("--folder-images", type=int, default=40, help="224 px images per class in the image folder")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--proxy", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a ProxyConfig field of the gpu profile (e.g. max_steps=2 for a smoke test)")
     p.add_argument("--out", default="results/bench_gpu_signal.json")
     a = p.parse_args(argv)
     for flag, value, low in (("--children", a.children, 1), ("--per-gpu", a.per_gpu, 1),
@@ -96,7 +98,10 @@ def main(argv=None) -> int:
             p.error(f"{flag}: {value} must be at least {low}")
     import torch
 
+    from jobs.cli import parse_overrides
     from proxytask.profiles import signal
+
+    overrides = parse_overrides(a.proxy, p, example="max_steps=2")
     from search_spaces.spaces import get_space
 
     if a.device == "cuda" and not torch.cuda.is_available():
@@ -105,7 +110,7 @@ def main(argv=None) -> int:
         return 2
     space = get_space("mobilenetv3")
     specs = [space.sample_spec(random.Random(i))[1] for i in range(a.children)]
-    gpu_settings = {} if a.device == "cuda" else {"device": "cpu", "amp": "none"}
+    gpu_settings = {**overrides, **({} if a.device == "cuda" else {"device": "cpu", "amp": "none"})}
     sig = signal("gpu", overrides=gpu_settings)
     data = sig.load()
     summary: dict = {"command": "python -m experiments.bench_gpu_signal " + " ".join(sys.argv[1:] if argv is None

@@ -160,7 +160,7 @@ def pareto_plot(ok: pd.DataFrame, path: Path, target_ms: float, config: SearchCo
     ax.scatter([best["latency_ms"]], [100 * best["accuracy"]], marker="*", s=180, color="gold", edgecolors="k",
                label="best reward", zorder=3)
     fig.colorbar(points, label="child index")
-    ax.set(xlabel=f"predicted latency on {config.target} (ms)", ylabel="proxy accuracy (%)",
+    ax.set(xlabel=f"predicted latency on {config.target} (ms)", ylabel="proxy validation accuracy (%)",
            title=f"{config.strategy} search over {config.space}, w = {config.w}")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
