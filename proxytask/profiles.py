@@ -10,8 +10,9 @@ and the fidelity benchmark (``python -m experiments.proxy_fidelity``) all get th
 
 Why resolution is the lever: the networks of this space are designed for 224 px; at 32 px their
 last three stages see 1 x 1 maps, where 5 x 5 kernels, squeeze-and-excite and the efficient
-last stage cannot matter, so a 32 px signal ranks networks by little more than their size.
-The figures behind each choice are in ``results/proxy_fidelity/`` and the README.
+last stage cannot matter, so a 32 px signal ranks networks by little more than their size. The other lever is the
+initialisation of fully connected layers (``ProxyConfig.linear_init``). The figures behind each
+choice, and the targets this signal still misses, are in ``results/proxy_fidelity/`` and the README.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from . import PROFILE_NAMES
 PROFILES: dict[str, dict[str, Any]] = {
     # 48 px crops of the photos (tiles of 64 px, so validation and test tiles interleave with
     # training ones) at 64 px, 1.5 epochs, channels-last (oneDNN's NHWC depthwise kernels train
-    # these networks 1.5-2.5x faster on a CPU): about 30 CPU-s for a V3-Large-sized child, within
-    # the main job's budget. Chosen with experiments.proxy_fidelity among the settings listed in
+    # these networks 1.5-2.5x faster on a CPU): 31 s a child on one core for the Table 3 networks
+    # (50 s for V3-Large 1.0); the main job's 32 children took 571 s. Chosen with experiments.proxy_fidelity among the settings listed in
     # results/proxy_fidelity/README.md.
     "cpu": {"patch": 48, "proxy": {"resolution": 64, "epochs": 1.5, "channels_last": True}},
     # The same crops at 96 px for three epochs (what a GPU's speed buys), channels-last, bf16.
