@@ -79,10 +79,6 @@ def emit(spec: ArchSpec, folder: Path, seed: int, tolerance: float, onnx: bool =
     return result
 
 
-def model_device(model):
-    return next(iter(model.parameters())).device
-
-
 def proxy_train(specs: dict[str, ArchSpec], config: PipelineConfig, folder: Path) -> dict[str, dict]:
     """Train each spec on the proxy data with the same settings; the first one's weights are saved."""
     import torch
@@ -104,7 +100,7 @@ def proxy_train(specs: dict[str, ArchSpec], config: PipelineConfig, folder: Path
     for i, (label, spec) in enumerate(specs.items()):
         with torch_threads(proxy.threads):
             model = build_child(spec, data, proxy)
-            train_loss = train(model, data.to(model_device(model)), proxy)
+            train_loss = train(model, data, proxy)
             recalibrate_bn(model, data, proxy.bn_recalibration_batches, proxy)
             accuracy, val_loss = evaluate(model, data, proxy, split="val")
             test_accuracy = evaluate(model, data, proxy, split="test")[0]

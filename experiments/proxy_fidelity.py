@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jobs import Journal, atomic_write, atomic_write_text
+
 DEFAULT_NETWORKS = Path(__file__).with_name("data") / "table3_networks.csv"
 COLUMNS = ("spec", "width", "resolution", "top1")
 
@@ -198,24 +200,15 @@ def run_fidelity(networks: list[Network], *, seeds: int = 3, profile: str = "cpu
     start = time.perf_counter()
     proxy_data = sig.load()
     settings = {"signal": sig.describe(), "networks": [n.label for n in networks], "data": proxy_data.name}
-    journal = out / "runs.jsonl"
-    done: dict[tuple[int, int], dict] = {}
-    if journal.is_file():
-        for number, line in enumerate(journal.read_text().splitlines(), start=1):
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                print(f"warning: {journal} line {number}: damaged record skipped", file=sys.stderr)
-                continue
-            if entry.get("settings") == settings:
-                done[(entry["run"]["index"], entry["run"]["seed"])] = entry["run"]
+    journal = Journal(out / "runs.jsonl")  # damaged lines are skipped with a warning, never lost
+    done = {(entry["run"]["index"], entry["run"]["seed"]): entry["run"] for entry in journal.repair()
+            if entry.get("settings") == settings and isinstance(entry.get("run"), dict)}
     jobs = [(i, seed, n.spec) for i, n in enumerate(networks) for seed in range(seeds) if (i, seed) not in done]
     runs = list(done.values())
 
     def record(run: dict) -> None:
         runs.append(run)
-        with journal.open("a") as f:
-            f.write(json.dumps({"settings": settings, "run": run}) + "\n")
+        journal.append({"settings": settings, "run": run})
         if verbose:
             print(f"{networks[run['index']].label:<28} seed {run['seed']}: {run['status']:<8} "
                   f"test {100 * run['test_accuracy']:.2f} % val {100 * run['val_accuracy']:.2f} % "
@@ -276,18 +269,16 @@ def _gpu_name(device) -> str:
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
+    def write(f) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
+
+    atomic_write(path, write)
 
 
 def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=float) + "\n")
 
 
 def _plots(out: Path, labels, accuracy, top1, latency, ok) -> None:

@@ -191,7 +191,7 @@ def search_signal(config: SearchConfig):
     if sig.proxy.device.startswith("cuda") and config.gpus_per_trial <= 0:
         raise SearchError(f"proxy.device: {sig.proxy.device!r} needs GPUs for the trials; pass --gpus-per-trial 1 "
                           "(or a fraction to share a GPU), or leave the device at cpu")
-    if config.gpus_per_trial > 0 and not sig.proxy.device.startswith("cuda") and sig.proxy.device != "auto":
+    if config.gpus_per_trial > 0 and "device" not in config.proxy_overrides and not sig.proxy.device.startswith("cuda"):
         sig = dataclasses.replace(sig, proxy=sig.proxy.replace(device="cuda"))  # Ray sets CUDA_VISIBLE_DEVICES
     return sig
 

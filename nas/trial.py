@@ -11,10 +11,10 @@ from functools import lru_cache
 
 
 @lru_cache(maxsize=4)
-def _data(source: str, resolution: int | None, seed: int, patch: int | None):
-    from proxytask.data import load_data
+def _data(source: str, patch: int | None, proxy):
+    from proxytask.profiles import Signal
 
-    return load_data(source, resolution=resolution, seed=seed, patch=patch if source == "default" else None)
+    return Signal(profile="trial", data=source, patch=patch, proxy=proxy).load(seed=0)
 
 
 def child_trainable(config: dict) -> dict:
@@ -24,7 +24,7 @@ def child_trainable(config: dict) -> dict:
 
     spec = ArchSpec.from_dict(config["spec"])
     proxy = ProxyConfig.from_dict(config["proxy"])
-    data = _data(config["data"], proxy.resolution, 0, config.get("patch"))
+    data = _data(config["data"], config.get("patch"), proxy.replace(seed=0))  # the data do not depend on the seed
     if config.get("fail_for_test") == config.get("index"):
         raise RuntimeError("injected failure (test hook)")
     result = train_child(spec, data, proxy)
