@@ -27,8 +27,8 @@ from . import PROFILE_NAMES
 PROFILES: dict[str, dict[str, Any]] = {
     # 48 px crops of the photos (tiles of 64 px, so validation and test tiles interleave with
     # training ones) at 64 px, 1.5 epochs, channels-last (oneDNN's NHWC depthwise kernels train
-    # these networks 1.5-2.5x faster on a CPU): 31 s a child on one core for the Table 3 networks
-    # (50 s for V3-Large 1.0); the main job's 32 children took 571 s. Chosen with experiments.proxy_fidelity among the settings listed in
+    # these networks 1.5-2.5x faster on a CPU): 27 s a child on one core for the Table 3 networks
+    # (46 s for V3-Large 1.0); the main job's 32 children took 571 s. Chosen with experiments.proxy_fidelity among the settings listed in
     # results/proxy_fidelity/README.md.
     "cpu": {"patch": 48, "proxy": {"resolution": 64, "epochs": 1.5, "channels_last": True}},
     # The same crops at 96 px for three epochs (what a GPU's speed buys), channels-last, bf16.
