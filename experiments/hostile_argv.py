@@ -354,8 +354,9 @@ def search_case(rnd: random.Random, work: Workdir) -> Case:
 def netadapt_case(rnd: random.Random, work: Workdir) -> Case:
     source, valid, why, _ = spec_source(rnd, work) if rnd.random() < 0.3 else ("mobilenet_v3_small", True, "valid",
                                                                                 True)
-    table = {"--step-decay": Number("float", 0, 1, open_lo=True), "--finetune-steps": Number("int", 1, 10_000_000),
+    table = {"--step-decay": Number("float", 0, 1, open_lo=True), "--finetune-steps": Number("int", 0, 10_000_000),
              "--long-finetune-steps": Number("int", 0, 10_000_000),
+             "--chosen-finetune-steps": Number("int", 0, 10_000_000), "--noise-seeds": Number("int", 0, 16),
              "--finetune-lr": Number("float", 0, 10, open_lo=True),
              "--pretrain-epochs": Number("float", 0, 1000, open_lo=True), "--val-size": Number("int", 0, 10_000_000),
              "--proxy-resolution": Number("int", 8, 512), "--seed": Number("int", 0, 2**32 - 1),

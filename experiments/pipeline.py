@@ -3,19 +3,25 @@
 :func:`run_pipeline` is what ``python -m experiments.reproduce large|small`` calls. Stages, each
 writing under ``OUT`` (default ``runs/reproduce_<network>``):
 
-1. ``search/``: :func:`nas.runner.run_search` in the configured space (default ``mnasnet``: the
-   pre-redesign form, original last stage, 32-filter ReLU stem) with the reward's ``w`` and a
-   search target ``T_s``. ``auto``: the final target plus what the Section 5 redesign saves on
-   the paper's own pre-redesign network (``experiments/specs_pre_redesign/``), i.e. the latency
-   a pre-redesign network may have so that the redesign brings it to the final target.
-2. ``netadapt/``: NetAdapt on the best child, to a budget (``auto``: the final target plus what
-   the redesign saves on *this* seed), so that after the redesign the network meets the target.
+1. ``search/`` (``seed: search``): :func:`nas.runner.run_search` in the configured space
+   (default ``mnasnet``: the pre-redesign form, original last stage, 32-filter ReLU stem) with
+   the reward's ``w`` and a search target ``T_s`` (``auto``: see :func:`search_target_ms`), then
+   NetAdapt's seed: the best child by reward among those NetAdapt can bring to its budget within
+   its steps (:func:`choose_seed`, :func:`netadapt_reach`). With ``seed: mnasnet_a1`` (what the
+   paper did for Large: its search found networks like MnasNet-A1) the search is skipped.
+2. ``netadapt/``: NetAdapt on the seed, to a budget (``auto``: the final target plus what the
+   redesign saves on *this* seed), so that after the redesign the network meets the target.
+   Each iteration's choice is checked against the noise of a score (``history.csv``: ``noise``,
+   ``lead``).
 3. Section 5 (:func:`search_spaces.transforms.redesign`): efficient last stage, 16-filter h-swish
    stem, h-swish from the first 14x14 layer, SE fixed at exp/4 with a hard-sigmoid gate.
 4. ``definition/``: the emitted MobileNetV3 (YAML spec, state dict, ONNX with a parity check,
-   timm arch string), a proxy training of it and of the paper's network with the same settings,
-   and ``summary.md``: a layer-by-layer diff against Table 1 or 2 and MAdds / params /
-   predicted latency of ours vs the paper's.
+   timm arch string); the equal-footing comparison: ours and the paper's network trained from
+   scratch with the same signal, ``final_training.seeds`` seeds, accuracy on the test split, with
+   the paper's network at ``final_training.widths`` as a reference curve (``comparison.png``,
+   ``summary.json["comparison"]``); ``summary.md``: a layer-by-layer diff against Table 1 or 2,
+   per-stage expansion ratios, where NetAdapt cut against where the paper's network differs from
+   its seed, and MAdds / params / predicted latency of ours vs the paper's.
 
 The run's state goes to ``OUT/pipeline.json`` after every stage (atomic rename): ``resume=True``
 skips finished stages and lets the search and NetAdapt continue their own journals.
@@ -62,10 +68,10 @@ def costs(spec: ArchSpec, target: str) -> dict:
 # --------------------------------------------------------------------------- state
 # The settings each stage reads: a resumed run refuses a change to those of a finished stage.
 STAGE_SETTINGS = {
-    "search": ("network", "target", "target_ms", "data", "seed", "search", "redesign"),
-    "netadapt": ("network", "target", "target_ms", "data", "seed", "search", "redesign", "netadapt"),
+    "search": ("network", "target", "target_ms", "data", "seed", "random_seed", "search", "redesign", "netadapt"),
+    "netadapt": ("network", "target", "target_ms", "data", "seed", "random_seed", "search", "redesign", "netadapt"),
     "redesign": ("network", "redesign"),
-    "definition": ("network", "target", "data", "seed", "final_training", "export"),
+    "definition": ("network", "target", "data", "random_seed", "final_training", "export"),
 }
 
 
@@ -106,43 +112,113 @@ class RunState:
 
 # --------------------------------------------------------------------------- stages
 def search_target_ms(config: PipelineConfig) -> tuple[float, str]:
+    """The search's latency target ``T_s``: given, or ``auto``: NetAdapt's budget on the paper's
+    pre-redesign network (final target + what the redesign saves on it), divided by
+    ``1 - search.netadapt_share`` so that the search leaves NetAdapt that share of the latency to
+    cut, as the paper's pipeline did (its search found MnasNet-A1-like networks, 70 ms on pixel1,
+    which NetAdapt and the redesign brought to V3-Large's 51 ms)."""
     value, target = config["search"]["target_ms"], config["target"]
     if value != "auto":
         return float(value), "given"
     saving = redesign_saving_ms(pre_redesign_reference(config["network"]), target, **_redesign_options(config))
-    return config["target_ms"] + saving, (f"auto: final target {config['target_ms']} ms + {saving:.2f} ms that the "
-                                          "redesign saves on the paper's pre-redesign network")
+    share = config["search"]["netadapt_share"]
+    budget = config["target_ms"] + saving
+    return budget / (1 - share), (f"auto: (final target {config['target_ms']} ms + {saving:.2f} ms that the redesign "
+                                  f"saves on the paper's pre-redesign network) / (1 - {share:g}), leaving NetAdapt "
+                                  f"{100 * share:g} % of the latency to cut")
 
 
 def _redesign_options(config: PipelineConfig) -> dict:
     return {k: v for k, v in config["redesign"].items() if v is not None}
 
 
+def netadapt_budget_ms(spec: ArchSpec, config: PipelineConfig) -> tuple[float, str]:
+    """NetAdapt's budget for ``spec``: ``auto``: the final target + what the redesign saves on
+    ``spec`` (so that the redesigned result lands on the target); or the given number."""
+    settings = config["netadapt"]
+    if settings["budget_ms"] != "auto":
+        return float(settings["budget_ms"]), "given"
+    saving = redesign_saving_ms(spec, config["target"], **_redesign_options(config))
+    return config["target_ms"] + saving, f"final target {config['target_ms']} ms + {saving:.2f} ms that the redesign saves on it"
+
+
+def netadapt_reach(spec: ArchSpec, config: PipelineConfig) -> dict:
+    """Can NetAdapt, as configured, bring ``spec`` to its budget within its steps?
+
+    NetAdapt cuts at least delta = ``step_ms`` (or ``step_ratio`` x the seed's latency; the paper's
+    1 %) per iteration, for at most ``max_iterations`` iterations (unbounded when not set), and
+    never below the narrowest network of the topology (every layer at 8 channels). ``reachable``
+    is true when the cut needed fits both. Only the first round counts: a round that stops at
+    ``max_iterations`` ends NetAdapt, and later rounds only close what the redesign saves less.
+    """
+    from netadapt.config import NetAdaptConfig
+    from netadapt.proposals import narrowest
+
+    target = config["target"]
+    latency = predict_ms(spec, target)
+    budget, _ = netadapt_budget_ms(spec, config)
+    options = config["netadapt"]["options"]
+    defaults = NetAdaptConfig(spec=spec, budget_ms=1.0)
+    step = options.get("step_ms") or options.get("step_ratio", defaults.step_ratio) * latency
+    iterations = options.get("max_iterations", defaults.max_iterations)
+    capacity = math.inf if iterations is None else step * iterations
+    needed = max(0.0, latency - budget)
+    floor = predict_ms(narrowest(spec), target)
+    reachable = needed <= capacity + 1e-9 and floor <= budget
+    if needed == 0:
+        why = "within budget already"
+    elif floor > budget:
+        why = f"even its narrowest form predicts {floor:.2f} ms > {budget:.2f} ms"
+    else:
+        why = f"needs a {needed:.2f} ms cut; NetAdapt cuts at least {capacity:.2f} ms ({iterations} x {step:.2f} ms)"
+    return {"latency_ms": latency, "budget_ms": budget, "needed_ms": needed,
+            "capacity_ms": None if math.isinf(capacity) else capacity, "reachable": bool(reachable), "why": why}
+
+
 def run_search_stage(config: PipelineConfig, out: Path, resume: bool, progress: bool) -> dict:
+    """The search, or the given seed network when ``seed`` is not ``search`` (the paper's Large)."""
+    if config["seed"] != "search":
+        from search_spaces.spec import resolve_spec
+
+        seed = resolve_spec(config["seed"])
+        reach = netadapt_reach(seed, config)
+        note = (f"{seed.name}, given (seed: {config['seed']}); the paper's search found networks like MnasNet-A1 "
+                "and reused it as Large's seed" if config["network"] == "large" else f"{seed.name}, given")
+        if not reach["reachable"]:
+            note += f"; NOTE: NetAdapt cannot reach the budget from it as configured ({reach['why']})"
+        seed.to_yaml(out / "seed.yaml", header=f"NetAdapt's seed: {note}")
+        return {"target_ms": None, "target_ms_reason": "no search: the seed is given", "summary": None,
+                "seed_note": note, "seed_reach": reach, "seed": costs(seed, config["target"])}
+
     from nas.runner import SearchConfig, run_search
 
     s = dict(config["search"])
     target_ms, why = search_target_ms(config)
     proxy = s.pop("proxy")
     s.pop("target_ms")
+    s.pop("netadapt_share")
     search = SearchConfig(**s, target=config["target"], target_ms=target_ms, data=config["data"],
-                          out=str(out / "search"), seed=config["seed"], resume=resume, progress=progress,
+                          out=str(out / "search"), seed=config["random_seed"], resume=resume, progress=progress,
                           proxy_overrides=dict(proxy))
     summary = run_search(search)
     if not summary.get("best_reward"):
         raise PipelineError(f"search: no child finished successfully; see {out / 'search' / 'trials.csv'}")
-    seed, note = choose_seed(out / "search", search.space)
+    seed, note, reach = choose_seed(out / "search", search.space, lambda spec: netadapt_reach(spec, config))
     seed.to_yaml(out / "seed.yaml", header=f"NetAdapt's seed: {note}")
     return {"target_ms": target_ms, "target_ms_reason": why, "summary": _jsonable(summary), "seed_note": note,
-            "seed": costs(seed, config["target"])}
+            "seed_reach": reach, "seed": costs(seed, config["target"])}
 
 
-def choose_seed(search_dir: Path, space_name: str) -> tuple[ArchSpec, str]:
-    """The best child the redesign can apply to, and a note.
+def choose_seed(search_dir: Path, space_name: str, reach: Callable[[ArchSpec], dict] | None = None
+                ) -> tuple[ArchSpec, str, dict | None]:
+    """NetAdapt's seed from a finished search: (spec, note, ``reach(spec)``).
 
-    The efficient last stage keeps the last block's 1x1 expansion; a child of the ``mnasnet``
-    space whose last block is a regular conv or a depthwise-separable conv has none. The best
-    child by reward is taken unless it is such a child, then the best child that has one.
+    Children are taken by reward, best first, among those that (1) can take the Section 5
+    redesign (the efficient last stage keeps the last block's 1x1 expansion: a child whose last
+    block is a regular or depthwise-separable conv has none) and (2) NetAdapt can bring to its
+    budget within its steps (``reach(spec)["reachable"]``, see :func:`netadapt_reach`): a child at
+    1.7x the budget is no seed for NetAdapt, however good its reward. When no child is within
+    reach, the one that needs the smallest cut is taken and the note says so.
     """
     import pandas as pd
 
@@ -151,7 +227,7 @@ def choose_seed(search_dir: Path, space_name: str) -> tuple[ArchSpec, str]:
     space = get_space(space_name)
     trials = pd.read_csv(search_dir / "trials.csv")
     ok = trials[trials["status"] == "ok"].sort_values("reward", ascending=False, kind="stable")
-    reason = "no child finished"
+    candidates, reason = [], "no child finished"
     for rank, (_, row) in enumerate(ok.iterrows()):
         spec = space.decode(space.from_tokens(row["tokens"].split(" ")), name=f"{space.name}_child{int(row['index'])}")
         try:
@@ -159,20 +235,25 @@ def choose_seed(search_dir: Path, space_name: str) -> tuple[ArchSpec, str]:
         except ValueError as err:
             reason = str(err)
             continue
-        note = (f"child {int(row['index'])}, the best by reward ({row['reward']:.4f})" if rank == 0 else
-                f"child {int(row['index'])} (reward {row['reward']:.4f}, rank {rank + 1}): better children cannot "
-                f"take the Section 5 redesign ({reason})")
-        return spec, note
-    raise PipelineError(f"search: no finished child can take the Section 5 redesign ({reason}); search more "
-                        "children or restrict the space's operators")
-
-
-def netadapt_step_ms(initial_ms: float, budget_ms: float, iterations: int | None) -> float | None:
-    """The step target that reaches ``budget_ms`` in about ``iterations`` iterations (never below the
-    paper's 1 % of the initial latency); None: NetAdapt's own default (1 %)."""
-    if not iterations or budget_ms >= initial_ms:
-        return None
-    return max(0.01 * initial_ms, (initial_ms - budget_ms) / iterations)
+        candidates.append((rank, row, spec, reach(spec) if reach else None))
+    if not candidates:
+        raise PipelineError(f"search: no finished child can take the Section 5 redesign ({reason}); search more "
+                            "children or restrict the space's operators")
+    within = [c for c in candidates if c[3] is None or c[3]["reachable"]]
+    if within:
+        rank, row, spec, r = within[0]
+        note = f"child {int(row['index'])}, reward {row['reward']:.4f} (rank {rank + 1})"
+        if rank:
+            note += (f"; the {rank} better child(ren) cannot take the redesign or are out of NetAdapt's reach "
+                     "(budget not reachable within its steps)")
+        if r is not None:
+            note += f"; {r['latency_ms']:.2f} ms, NetAdapt budget {r['budget_ms']:.2f} ms: {r['why']}"
+        return spec, note, r
+    rank, row, spec, r = min(candidates, key=lambda c: c[3]["needed_ms"])
+    note = (f"child {int(row['index'])}, reward {row['reward']:.4f} (rank {rank + 1}): NO child is within NetAdapt's "
+            f"reach; this one needs the smallest cut ({r['why']}); search more children or raise "
+            "netadapt.options.max_iterations / step_ratio")
+    return spec, note, r
 
 
 def run_netadapt_stage(config: PipelineConfig, out: Path, resume: bool, progress: bool) -> dict:
@@ -183,8 +264,9 @@ def run_netadapt_stage(config: PipelineConfig, out: Path, resume: bool, progress
     (``OUT/netadapt/round_r``) starts from the previous round's spec and weights with the budget
     ``target_ms + saving(current spec)``; rounds stop when the redesigned network is within 0.5 %
     of the target, when a round cannot go on (budget unreachable or ``max_iterations``), or after
-    ``netadapt.rounds``. Later rounds close smaller gaps and size their steps for half of
-    ``netadapt.iterations``. A given ``budget_ms`` is one round with that budget.
+    ``netadapt.rounds``. Steps are NetAdapt's own (``options.step_ratio`` x each round's starting
+    latency, the paper's 1 %, or ``options.step_ms``). A given ``budget_ms`` is one round with that
+    budget.
 
     With ``netadapt.on_redesigned`` NetAdapt starts from the redesigned seed instead (search ->
     redesign -> NetAdapt; the redesign stage then changes nothing but the name), so it does not
@@ -201,25 +283,20 @@ def run_netadapt_stage(config: PipelineConfig, out: Path, resume: bool, progress
         saving = redesign_saving_ms(spec, target, **_redesign_options(config))
         if auto and predict_ms(spec, target) - saving <= target_ms * 1.005:
             break  # the redesigned network already meets the target
-        budget = target_ms + saving if auto else float(settings["budget_ms"])
-        why = f"final target {target_ms} ms + {saving:.2f} ms that the redesign saves on it" if auto else "given"
+        budget, why = netadapt_budget_ms(spec, config)
         options = dict(settings["options"])
         options.setdefault("proxy_overrides", dict(config["search"]["proxy"]))
-        iterations = settings["iterations"]
-        if r > 0 and iterations:
-            iterations = max(1, iterations // 2)
-        step_ms = netadapt_step_ms(predict_ms(spec, target), budget, iterations)
-        if step_ms is not None and "step_ms" not in options and "step_ratio" not in options:
-            options["step_ms"] = step_ms
         try:
             na_config = NetAdaptConfig(spec=spec, target=target, budget_ms=budget, data=config["data"],
                                        proxy_resolution=config["search"]["proxy_resolution"], weights=weights,
-                                       out=str(out / "netadapt" / f"round_{r}"), resume=resume, seed=config["seed"],
+                                       out=str(out / "netadapt" / f"round_{r}"), resume=resume, seed=config["random_seed"],
                                        address=config["search"]["address"], progress=progress, **options)
         except TypeError as err:
             raise PipelineError(f"netadapt.options: {err}; see netadapt.NetAdaptConfig for the settings") from None
         result = run_netadapt(na_config)
-        rounds.append({"round": r, "budget_ms": budget, "budget_reason": why, "step_ms": options.get("step_ms"),
+        rounds.append({"round": r, "budget_ms": budget, "budget_reason": why,
+                       "step_ms": na_config.step_ms or na_config.step_ratio * result.initial_latency_ms,
+                       "selection": selection_summary(Path(result.out)),
                        "status": result.status, "message": result.message, "iterations": result.iterations,
                        "initial_latency_ms": result.initial_latency_ms, "latency_ms": result.latency_ms,
                        "seed_accuracy": _jsonable(result.seed_accuracy), "accuracy": _jsonable(result.accuracy),
@@ -233,6 +310,24 @@ def run_netadapt_stage(config: PipelineConfig, out: Path, resume: bool, progress
     last = rounds[-1] if rounds else {}
     return {"rounds": rounds, "budget_ms": last.get("budget_ms"), "status": last.get("status", "not needed"),
             "iterations": sum(x["iterations"] for x in rounds), "result": costs(spec, target)}
+
+
+def selection_summary(run_dir: Path) -> dict:
+    """How often NetAdapt's choice beat the noise of a score (history.csv's ``lead`` and ``noise``)."""
+    import pandas as pd
+
+    path = run_dir / "history.csv"
+    if not path.exists():
+        return {}
+    df = pd.read_csv(path)
+    chosen = df[(df["chosen"] == True) & (df["iteration"] > 0)]  # noqa: E712 (a pandas mask)
+    both = chosen.dropna(subset=["lead", "noise"])
+    return {"iterations": len(chosen), "measured": len(both),
+            "lead_exceeds_noise": int((both["lead"] > both["noise"]).sum()),
+            "margin_exceeds_noise": int((both["margin"] > both["noise"]).sum()),
+            "median_lead": float(both["lead"].median()) if len(both) else None,
+            "median_noise": float(both["noise"].median()) if len(both) else None,
+            "median_noise_accuracy": float(both["noise_accuracy"].median()) if len(both) else None}
 
 
 def run_redesign_stage(config: PipelineConfig, out: Path) -> dict:
@@ -287,4 +382,4 @@ def _jsonable(value):
 
 
 __all__ = ["run_pipeline", "PipelineError", "pre_redesign_reference", "redesign_saving_ms", "choose_seed",
-           "search_target_ms", "reference"]
+           "search_target_ms", "netadapt_reach", "netadapt_budget_ms", "reference"]

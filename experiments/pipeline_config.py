@@ -1,7 +1,7 @@
 """The reproduction pipeline's settings: one YAML file per network (``experiments/configs/``).
 
-A config has top-level settings (``network``, ``target``, ``target_ms``, ``data``, ``seed``) and
-one section per stage: ``search`` (:class:`nas.runner.SearchConfig` fields, ``proxy`` for
+A config has top-level settings (``network``, ``target``, ``target_ms``, ``data``, ``seed``: the
+network NetAdapt starts from, ``random_seed``) and one section per stage: ``search`` (:class:`nas.runner.SearchConfig` fields, ``proxy`` for
 :class:`proxytask.train.ProxyConfig` overrides), ``netadapt``, ``redesign``, ``final_training`` and
 ``export``. Unknown keys are errors naming the key; omitted keys take the defaults below.
 """
@@ -23,15 +23,19 @@ DEFAULTS: dict[str, Any] = {
     "target": "pixel1",
     "target_ms": 51.0,
     "data": "default",
-    "seed": 0,
+    "seed": "search",  # NetAdapt's seed: "search" (the best child within NetAdapt's reach), a reference
+                       # name (mnasnet_a1: what the paper did for Large), a YAML path or an arch string
+    "random_seed": 0,
     "search": {
         "space": "mnasnet", "strategy": "rl", "w": -0.07, "alpha": None, "beta": None, "target_ms": "auto",
+        "netadapt_share": 0.1,
         "children": 12, "epochs": None, "proxy_resolution": None, "profile": None, "concurrency": 2, "cpus_per_trial": 1.0,
         "gpus_per_trial": 0.0, "retries": 1, "address": None, "rl_batch_size": 4, "proxy": {},
     },
-    "netadapt": {"budget_ms": "auto", "rounds": 3, "iterations": 4, "on_redesigned": False, "options": {}},
+    "netadapt": {"budget_ms": "auto", "rounds": 3, "on_redesigned": False, "options": {}},
     "redesign": {"from_resolution": 14, "from_index": None},
-    "final_training": {"epochs": None, "threads": 1, "proxy": {}},
+    "final_training": {"epochs": None, "threads": 1, "proxy": {}, "seeds": 3, "widths": [0.35, 0.5, 0.75, 1.0, 1.25],
+                       "workers": 2},
     "export": {"onnx": True, "onnx_tolerance": 1.0e-4},
 }
 
@@ -48,10 +52,10 @@ def _merge(base: dict, override: Any, path: str) -> dict:
         where = f"{path}.{key}" if path else str(key)
         if key not in base:
             raise ConfigError(f"{where}: unknown setting; expected one of {', '.join(base)}")
-        free_form = key in ("proxy", "options")  # passed through to ProxyConfig / NetAdapt, checked there
+        free_form = key in ("proxy", "options", "widths")  # passed through to ProxyConfig / NetAdapt, checked there
         if isinstance(base[key], dict) and not free_form:
             out[key] = _merge(base[key], value, where)
-        elif free_form and not isinstance(value, dict):
+        elif free_form and key != "widths" and not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping of settings, got {type(value).__name__}")
         else:
             out[key] = value
@@ -66,6 +70,38 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         s = self.settings
+        if isinstance(s["seed"], bool) or isinstance(s["seed"], (int, float)):
+            raise ConfigError(f"seed: {s['seed']!r} is a number; seed names the network NetAdapt starts from (search, "
+                              "a reference name such as mnasnet_a1, or a YAML path); the random seed is random_seed")
+        if not isinstance(s["seed"], str) or not s["seed"]:
+            raise ConfigError(f"seed: {s['seed']!r} must be search, a reference name or a YAML path")
+        if s["seed"] != "search":
+            from search_spaces.spec import resolve_spec
+
+            try:
+                resolve_spec(s["seed"])
+            except (ValueError, OSError) as err:
+                raise ConfigError(f"seed: {str(err).splitlines()[0]}; use search, a reference name "
+                                  "(python -m search_spaces.describe --list) or a YAML path") from None
+        rs = s["random_seed"]
+        if isinstance(rs, bool) or not isinstance(rs, int) or rs < 0:
+            raise ConfigError(f"random_seed: {rs!r} must be an integer >= 0")
+        share = s["search"]["netadapt_share"]
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 0.9:
+            raise ConfigError(f"search.netadapt_share: {share!r} must be a fraction in [0, 0.9): the share of the "
+                              "latency the search leaves NetAdapt to cut")
+        final = s["final_training"]
+        seeds = final["seeds"]
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 100:
+            raise ConfigError(f"final_training.seeds: {seeds!r} must be an integer from 1 to 100")
+        workers = final["workers"]
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
+            raise ConfigError(f"final_training.workers: {workers!r} must be an integer from 1 to 256")
+        widths = final["widths"]
+        if not isinstance(widths, list) or any(isinstance(w, bool) or not isinstance(w, (int, float))
+                                               or not 0.1 <= w <= 4 for w in widths):
+            raise ConfigError(f"final_training.widths: {widths!r} must be a list of width multipliers from 0.1 to 4 "
+                              "(e.g. [0.35, 0.5, 0.75, 1.0, 1.25]); [] trains the paper's network at 1.0 only")
         if s["network"] not in NETWORKS:
             raise ConfigError(f"network: {s['network']!r} is not one of {', '.join(NETWORKS)}")
         if not isinstance(s["target_ms"], (int, float)) or isinstance(s["target_ms"], bool) or s["target_ms"] <= 0:
@@ -118,6 +154,9 @@ def load_config(network: str, path: str | Path | None = None, **overrides: Any) 
     except yaml.YAMLError as err:
         raise ConfigError(f"config: {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     settings = _merge(DEFAULTS, data, "")
+    seed = settings["seed"]
+    if isinstance(seed, str) and seed.endswith((".yaml", ".yml")) and not Path(seed).is_absolute():
+        settings["seed"] = str((path.parent / seed).resolve())  # relative to the config file
     space = str(settings["search"]["space"])
     if space.endswith((".yaml", ".yml")) and not Path(space).is_absolute():
         settings["search"]["space"] = str((path.parent / space).resolve())  # relative to the config file

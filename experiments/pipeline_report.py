@@ -5,9 +5,13 @@ Writes ``OUT/definition/``: ``<name>.yaml`` (the spec at 224 x 224, 1000 classes
 measured on N(0, 1) inputs, see :func:`calibrate_bn_on_noise`; ``torch.load(..., weights_only=True)``
 reads it), ``model.onnx`` (checked in
 ONNX Runtime against PyTorch), ``arch.txt`` (the timm-style arch string and timm's ``arch_def``),
-``proxy_trained.pt`` / ``proxy_spec.yaml`` (the network trained on the proxy data, when
-``final_training.epochs`` is not 0), ``diff.csv`` (layer by layer against Table 1 or 2), and
-``OUT/summary.md`` / ``summary.json``.
+``proxy_trained.pt`` / ``proxy_spec.yaml`` (the network trained on the proxy data, seed 0, when
+``final_training.epochs`` is not 0), ``trainings.jsonl`` (the equal-footing trainings, resumable),
+``diff.csv`` (layer by layer against Table 1 or 2), ``structure.csv`` / ``stages.csv`` (block and
+stage expansions of the seed, NetAdapt's result, ours, the paper's network and its seed), and
+``OUT/comparison.png``, ``OUT/summary.md`` / ``summary.json`` (``comparison``: ours and the
+paper's network, predicted pixel1 latency and test accuracy per seed; ``reference_curve``;
+``verdict``; see :mod:`experiments.pipeline_compare`).
 """
 
 from __future__ import annotations
@@ -79,59 +83,48 @@ def emit(spec: ArchSpec, folder: Path, seed: int, tolerance: float, onnx: bool =
     return result
 
 
-def proxy_train(specs: dict[str, ArchSpec], config: PipelineConfig, folder: Path) -> dict[str, dict]:
-    """Train each spec on the proxy data with the same settings; the first one's weights are saved."""
-    import torch
-
+def comparison_signal(config: PipelineConfig):
+    """The signal of the equal-footing comparison: the search's (profile, data, proxy settings),
+    with ``final_training`` overrides, one thread per training."""
     from proxytask.profiles import signal
-    from proxytask.train import build_child, evaluate, recalibrate_bn, torch_threads, train
 
     final = config["final_training"]
     overrides = {**dict(config["search"]["proxy"]), **final["proxy"], "threads": final["threads"],
-                 "seed": config["seed"], "device": final["proxy"].get("device", "cpu")}
+                 "seed": config["random_seed"], "device": final["proxy"].get("device", "cpu")}
     if config["search"].get("proxy_resolution") is not None:
         overrides["resolution"] = config["search"]["proxy_resolution"]
     if final["epochs"] is not None:
         overrides["epochs"] = final["epochs"]
-    sig = signal(config["search"].get("profile") or "cpu", data=config["data"], overrides=overrides)
-    proxy = sig.proxy
-    data = sig.load(seed=0)
-    results = {}
-    for i, (label, spec) in enumerate(specs.items()):
-        with torch_threads(proxy.threads):
-            model = build_child(spec, data, proxy)
-            train_loss = train(model, data, proxy)
-            recalibrate_bn(model, data, proxy.bn_recalibration_batches, proxy)
-            accuracy, val_loss = evaluate(model, data, proxy, split="val")
-            test_accuracy = evaluate(model, data, proxy, split="test")[0]
-        # reported: the test split (nothing selected on it); validation kept beside it
-        results[label] = {"accuracy": test_accuracy, "test_accuracy": test_accuracy, "val_accuracy": accuracy,
-                          "val_loss": val_loss, "train_loss": train_loss, "steps": proxy.total_steps(data)}
-        if i == 0:
-            spec.replace(resolution=proxy.resolution or data.resolution, num_classes=data.num_classes,
-                         in_channels=data.in_channels).to_yaml(folder / "proxy_spec.yaml",
-                                                               header=f"{spec.name} as trained on {data.name}")
-            torch.save(model.state_dict(), folder / "proxy_trained.pt")
-    results["data"] = data.summary()
-    return results
+    return signal(config["search"].get("profile") or "cpu", data=config["data"], overrides=overrides)
+
+
+def _accuracy_text(values: list[float] | None) -> str | None:
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return f"{100 * mean:.2f} +- {100 * sd:.2f} ({len(values)})"
 
 
 def summary_table(stages: dict, ours: ArchSpec, paper: ArchSpec, config: PipelineConfig,
-                  accuracy: dict) -> pd.DataFrame:
+                  comparison: dict) -> pd.DataFrame:
     target = config["target"]
     published = next(row for row in PAPER_TABLE3 if row[0] == PAPER_LABEL[config.reference])
+    seed_label = ("search: NetAdapt's seed (best child within reach)" if config["seed"] == "search"
+                  else f"NetAdapt's seed (given: {config['seed']})")
     rows = [
-        ("search: best child (NetAdapt's seed)", stages["search"]["seed"], None),
+        (seed_label, stages["search"]["seed"], None),
         ("NetAdapt: before the redesign", stages["netadapt"]["result"], None),
-        (f"ours: {ours.name}", costs(ours, target), accuracy.get("ours")),
-        (f"paper's network ({paper.name}, our spec)", costs(paper, target), accuracy.get("paper")),
+        (f"ours: {ours.name}", costs(ours, target), comparison.get("ours")),
+        (f"paper's network ({paper.name}, our spec)", costs(paper, target), comparison.get("reference")),
     ]
     records = [{"network": label, "MAdds (M)": c["madds_m"], "params (M)": c["params_m"],
                 f"{target} latency (ms, predicted)": c["latency_ms"],
-                "proxy test top-1 (%)": None if acc is None else round(100 * acc["accuracy"], 2)} for label, c, acc in rows]
+                "proxy test top-1, % (mean +- sd (seeds))": _accuracy_text(acc and acc["test_accuracy"])}
+               for label, c, acc in rows]
     records.append({"network": f"paper, Table 3 ({published[0]}, quoted)", "MAdds (M)": published[2],
                     "params (M)": published[3], f"{target} latency (ms, predicted)": None,
-                    "proxy top-1 (%)": None, "paper P-1 (ms)": published[4], "ImageNet top-1 (%, quoted)": published[1]})
+                    "paper P-1 (ms)": published[4], "ImageNet top-1 (%, quoted)": published[1]})
     return pd.DataFrame(records)
 
 
@@ -145,34 +138,98 @@ def _rounds_text(netadapt: dict) -> str:
     return "; ".join(parts) + "."
 
 
+def _verdict_text(v: dict, network: str) -> str:
+    if v.get("delta") is None:
+        return "No comparison: a training failed or was skipped (final_training)."
+    ours = f"{100 * v['ours_mean']:.2f} +- {100 * v['ours_std']:.2f} %"
+    paper = f"{100 * v['paper_mean']:.2f} +- {100 * v['paper_std']:.2f} %"
+    lines = [f"Ours: {ours} at {v['ours_ms']:.2f} ms; the paper's V3-{network.title()}: {paper} at {v['paper_ms']:.2f} ms "
+             f"(predicted pixel1; test split, mean +- sd over seeds). Difference {100 * v['delta']:+.2f} points"
+             + (f" ({v['delta_over_spread']:+.1f} x the larger seed sd)" if v["delta_over_spread"] is not None else "")
+             + "."]
+    if v["meets_target"]:
+        lines.append("**Target met**: ours is not slower and at least as accurate as the paper's network.")
+    else:
+        why = "slower" if not v["not_slower"] else "less accurate"
+        lines.append(f"**Target NOT met**: ours is {why} than the paper's network on this signal.")
+    if v["curve_at_ours_ms"] is not None:
+        lines.append(f"The paper's width curve at ours' latency: {100 * v['curve_at_ours_ms']:.2f} %; ours is "
+                     f"{100 * v['above_curve']:+.2f} points {'above' if v['above_curve'] >= 0 else 'below'} it.")
+    return " ".join(lines)
+
+
 def run_definition_stage(config: PipelineConfig, out: Path, stages: dict) -> dict:
+    import torch
+
+    from .pipeline_compare import (comparison_plot, cut_agreement, equal_footing, paper_seed_of,
+                                   structure_report)
+
     folder = out / "definition"
     ours = load_spec(out / stages["redesign"]["spec"])
     paper = reference(config.reference)
-    emitted = emit(ours, folder, config["seed"], config["export"]["onnx_tolerance"], config["export"]["onnx"])
-    accuracy = {}
-    if config["final_training"]["epochs"] != 0:
-        accuracy = proxy_train({"ours": ours, "paper": paper}, config, folder)
+    emitted = emit(ours, folder, config["random_seed"], config["export"]["onnx_tolerance"], config["export"]["onnx"])
+    final = config["final_training"]
+    result = {"comparison": {}, "reference_curve": [], "verdict": {}, "failed": []}
+    signal_text = "not trained"
+    if final["epochs"] != 0:
+        sig = comparison_signal(config)
+        data_name = sig.load(seed=0).summary()
+        signal_text = f"{sig.profile} signal, {data_name}"
+        result = equal_footing(ours, config.reference, final["widths"], sig, seeds=final["seeds"],
+                               workers=final["workers"], folder=folder)
+        state = result.pop("state")
+        if state is not None:
+            torch.save(state, folder / "proxy_trained.pt")
+            ours.replace(resolution=sig.proxy.resolution or ours.resolution).to_yaml(
+                folder / "proxy_spec.yaml", header=f"{ours.name} as trained on {data_name} (seed 0)")
+        comparison_plot(result, out / "comparison.png", network=config["network"], signal_text=signal_text)
     diff = compare_structure(ours, PAPER_ROWS[config.table], config.table)
     diff.to_csv(folder / "diff.csv", index=False)
-    table = summary_table(stages, ours, paper, config, accuracy)
+    seed_spec, pre = load_spec(out / "seed.yaml"), load_spec(out / "pre_redesign.yaml")
+    paper_seed = paper_seed_of(config.reference)
+    blocks, stage_table = structure_report(seed_spec, pre, ours, paper, paper_seed)
+    blocks.to_csv(folder / "structure.csv", index=False)
+    stage_table.to_csv(folder / "stages.csv", index=False)
+    agreement = cut_agreement(blocks)
+    table = summary_table(stages, ours, paper, config, result["comparison"])
     differing = int((diff["differs"] != "").sum())
     target_ms = config["target_ms"]
     ours_ms = costs(ours, config["target"])["latency_ms"]
+    search_text = (f"Search target {stages['search']['target_ms']:.2f} ms ({stages['search']['target_ms_reason']})"
+                   if stages["search"]["target_ms"] is not None else "No search (the seed is given)")
+    selection = [x.get("selection") or {} for x in stages["netadapt"]["rounds"]]
+    measured = sum(x.get("measured", 0) for x in selection)
+    exceeded = sum(x.get("lead_exceeds_noise", 0) for x in selection)
     md = [f"# Reproducing MobileNetV3-{config['network'].title()}: search -> NetAdapt -> Section 5 redesign", "",
           f"Final latency target: {target_ms} ms on `{config['target']}`; ours: {ours_ms:.2f} ms (predicted). "
-          f"Search target {stages['search']['target_ms']:.2f} ms ({stages['search']['target_ms_reason']}); "
-          f"NetAdapt's seed: {stages['search']['seed_note']}. NetAdapt: {_rounds_text(stages['netadapt'])}", "",
+          f"{search_text}; NetAdapt's seed: {stages['search']['seed_note']}. NetAdapt: "
+          f"{_rounds_text(stages['netadapt'])}"
+          + (f" The chosen proposal's lead exceeded the noise of a score in {exceeded} of {measured} measured "
+             "iteration(s) (netadapt/round_*/history.csv: lead, noise)." if measured else ""), "",
+          "## Equal footing", "", _verdict_text(result["verdict"], config["network"]) if result["verdict"] else
+          "Not trained (final_training.epochs: 0).", "",
+          "![comparison](comparison.png)" if result["verdict"] else "", "",
           "## Summary", "", to_markdown(table), "",
-          "MAdds and parameters are counted from the specs; latencies are predicted. Proxy top-1 trains ours and the "
-          "paper's network with the same short schedule on the proxy data "
-          f"({accuracy.get('data', 'not run')}); it is not ImageNet accuracy.", "",
+          "MAdds and parameters are counted from the specs; latencies are predicted. Proxy top-1 trains every network "
+          f"from scratch with the same signal ({signal_text}), {final['seeds']} seed(s), and reads the test split; it "
+          "is not ImageNet accuracy.", "",
           f"## Layer by layer against {config.table} ({differing} row(s) differ)", "",
           to_markdown(diff[["layer", "input", "operator", "exp size", "#out", "SE", "NL", "s", "differs"]]), "",
+          "## Expansion ratios per stage", "",
+          "Mean expansion / input channels of each stage (`definition/stages.csv`): NetAdapt's seed, NetAdapt's "
+          "result, ours (after the redesign), the paper's network"
+          + (f" and its seed ({PAPER_SEEDS_TEXT.get(config.reference, '')})" if paper_seed is not None else "") + ".", "",
+          to_markdown(stage_table[[c for c in stage_table.columns if c == "stage" or c.endswith("exp ratio")]]), "",
+          "## Where NetAdapt cut, against where the paper's network differs from its seed", "",
+          to_markdown(blocks[["block", "seed exp", "netadapt exp", "NetAdapt cut (exp)", "seed out", "netadapt out",
+                              "NetAdapt cut (out)", "paper_seed exp", "paper exp", "paper change (exp)"]]), "",
+          (f"Expansions cut by NetAdapt: blocks {agreement['netadapt_cut']}; smaller in the paper's network than in "
+           f"its seed: blocks {agreement['paper_cut']}; both: {agreement['both']}." if agreement else
+           "The paper does not publish the seed of this network, so only NetAdapt's cuts are shown."), "",
           "## The emitted definition", "", f"- spec: `definition/{emitted['yaml']}`",
           "- PyTorch state dict: `definition/model.pt` (untrained: seeded initialisation, BN statistics measured on "
-          "noise; `torch.load(path, weights_only=True)`); the proxy-trained network: `definition/proxy_trained.pt` "
-          "with `definition/proxy_spec.yaml`",
+          "noise; `torch.load(path, weights_only=True)`); the proxy-trained network (seed 0): "
+          "`definition/proxy_trained.pt` with `definition/proxy_spec.yaml`",
           f"- ONNX: `definition/model.onnx` (max |ORT - PyTorch| = {emitted.get('onnx_max_abs_diff', float('nan')):.2e} "
           f"on outputs up to {emitted.get('output_max_abs', float('nan')):.2f})"
           if emitted.get("onnx") else "- ONNX: not exported (export.onnx: false)",
@@ -181,7 +238,14 @@ def run_definition_stage(config: PipelineConfig, out: Path, stages: dict) -> dic
     summary = {"network": config["network"], "target": config["target"], "target_ms": target_ms,
                "ours_ms": ours_ms, "ours": costs(ours, config["target"]), "paper_spec": costs(paper, config["target"]),
                "rows_differing": differing, "emitted": emitted,
-               "proxy_accuracy": {k: v for k, v in accuracy.items() if k != "data"},
+               "comparison": {k: {"pixel1_ms": v["pixel1_ms"], "test_accuracy": v["test_accuracy"]}
+                              for k, v in result["comparison"].items()},
+               "comparison_validation": {k: v["val_accuracy"] for k, v in result["comparison"].items()},
+               "reference_curve": result["reference_curve"], "verdict": result["verdict"],
+               "failed_trainings": result["failed"], "netadapt_selection": selection, "cut_agreement": agreement,
                "search_target_ms": stages["search"]["target_ms"], "netadapt_budget_ms": stages["netadapt"]["budget_ms"],
-               "seed_note": stages["search"]["seed_note"], "out": str(out)}
+               "seed": config["seed"], "seed_note": stages["search"]["seed_note"], "out": str(out)}
     return {"summary": summary}
+
+
+PAPER_SEEDS_TEXT = {"mobilenet_v3_large": "MnasNet-A1, which the paper's Large started from"}

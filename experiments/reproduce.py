@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
           f"on {summary['target']} (target {summary['target_ms']} ms)")
     print(f"paper: {paper['madds_m']:.1f}M MAdds, {paper['params_m']:.3f}M params, {paper['latency_ms']:.2f} ms "
           f"(our spec of the published network)")
+    v = summary.get("verdict") or {}
+    if v.get("delta") is not None:
+        print(f"equal footing (test split, {len(summary['comparison']['ours']['test_accuracy'])} seeds): ours "
+              f"{100 * v['ours_mean']:.2f} +- {100 * v['ours_std']:.2f} % at {v['ours_ms']:.2f} ms, paper's "
+              f"{100 * v['paper_mean']:.2f} +- {100 * v['paper_std']:.2f} % at {v['paper_ms']:.2f} ms (pixel1): "
+              f"target {'MET' if v['meets_target'] else 'NOT met'}")
     print(f"{summary['rows_differing']} row(s) differ from the paper's table; wall time per stage (s): "
           f"{summary['wall_s']}")
     print(f"wrote {summary['out']}/summary.md and definition/")

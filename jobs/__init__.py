@@ -5,7 +5,7 @@ same way, so it lives here, once, below all of them. This package imports nothin
 Ray only inside :mod:`jobs.ray_setup`'s functions), so any package may use it.
 """
 
-from .atomic import atomic_write, atomic_write_text
+from .atomic import atomic_savefig, atomic_write, atomic_write_text
 from .journal import Journal, JournalMismatch, JournalWarning
 
-__all__ = ["atomic_write", "atomic_write_text", "Journal", "JournalMismatch", "JournalWarning"]
+__all__ = ["atomic_savefig", "atomic_write", "atomic_write_text", "Journal", "JournalMismatch", "JournalWarning"]

@@ -29,3 +29,14 @@ def atomic_write(path: str | Path, write: Callable[[IO], object], binary: bool =
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (:func:`atomic_write`)."""
     atomic_write(path, lambda f: f.write(text))
+
+
+def atomic_savefig(fig, path: str | Path, dpi: int = 120) -> None:
+    """Save a matplotlib figure atomically (a plot is rewritten after every step of a long job,
+    so a kill must not leave a torn PNG) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or "png"), binary=True)
+    plt.close(fig)

@@ -18,7 +18,7 @@ from search_spaces import SpecError
 from search_spaces.cliargs import (ArgumentParser, check_data_and_out, check_loads, check_settings, checked_overrides,
                                    fail, integer, number)
 
-from .runner import SearchConfig, SearchError, run_search
+from .runner import SearchConfig, SearchError, reference_problem, run_search
 from .reward import W_LARGE
 
 MAX_EPOCHS = 1000
@@ -65,16 +65,35 @@ def build_parser() -> ArgumentParser:
                    help="rewards per controller update")
     p.add_argument("--proxy", action="append", default=[], metavar="KEY=VALUE",
                    help="override a proxy-training setting (proxytask.train.ProxyConfig), e.g. --proxy lr=0.05")
+    p.add_argument("--references", metavar="NAME[,NAME@W...]",
+                   help="reference networks trained with the children's signal and marked on pareto.png, e.g. "
+                        "mobilenet_v3_large,mobilenet_v3_large@0.75 (default: the space's reference; none: no "
+                        "references)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true",
                    help="check every argument, print the settings and exit without training")
     return p
 
 
+def references_from_arg(text: str | None) -> tuple[str, ...] | None:
+    """``--references``: None (not given: the space's reference), ``none`` (no references) or a
+    comma-separated list of NAME or NAME@WIDTH, each checked (one-line error naming the flag)."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    items = tuple(item.strip() for item in text.split(","))
+    for item in items:
+        problem = reference_problem(item) if item else "an empty name; separate names by single commas"
+        if problem:
+            fail("--references", f"{problem} (none: no references)")
+    return items
+
+
 def config_from_args(a, parser: ArgumentParser) -> SearchConfig:
     """The SearchConfig of parsed flags ``a``, every flag checked (one-line error, exit 2) before
     anything starts: numbers in range, the target, space and data source found, the run folder
-    writable, the proxy settings accepted by ProxyConfig."""
+    writable, the proxy settings accepted by ProxyConfig, the reference networks known."""
     from latency import load_target
     from proxytask.train import ProxyConfig
     from search_spaces.spaces import get_space
@@ -94,13 +113,14 @@ def config_from_args(a, parser: ArgumentParser) -> SearchConfig:
         fail("--proxy", f"device={proxy_device} needs GPUs for the trials; add --gpus-per-trial 1 (or a fraction)")
     check_loads((("--target", lambda: load_target(a.target)), ("--space", lambda: get_space(a.space))))
     check_data_and_out(a.data, a.out, SOURCE_KINDS)
+    references = references_from_arg(a.references)
     alpha, beta = (0.0, -1.0) if a.hard else (a.alpha, a.beta)
     return SearchConfig(target=a.target, target_ms=a.target_ms, w=a.w, alpha=alpha, beta=beta, space=a.space,
                         strategy=a.strategy, children=a.children, epochs=a.epochs, data=a.data,
                         proxy_resolution=a.proxy_resolution, profile=a.profile, out=a.out, seed=a.seed, concurrency=a.concurrency,
                         cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, retries=a.retries,
                         address=a.address, resume=a.resume, rl_batch_size=a.rl_batch_size, progress=not a.no_progress,
-                        proxy_overrides=overrides)
+                        proxy_overrides=overrides, references=references)
 
 
 def parse_args(argv=None) -> SearchConfig:
@@ -130,6 +150,10 @@ def main(argv=None) -> int:
           f"child-hours {summary['child_hours']:.3f}, LUT hits/misses {summary['lut_hits']}/{summary['lut_misses']}")
     print(f"best reward {summary['best_reward']:.4f}: accuracy {100 * summary['best_accuracy']:.2f} %, "
           f"{summary['best_latency_ms']:.2f} ms on {config.target} (target {summary['target_ms']:.2f} ms)")
+    if summary.get("beats_references"):
+        verdicts = {True: "beaten", False: "not beaten", None: "failed"}
+        print("references (same signal): " + ", ".join(f"{label} {verdicts[beaten]}" for label, beaten
+                                                      in summary["beats_references"].items()))
     print(f"wrote {summary['out']}/best.yaml, trials.csv, pareto.png in {summary['elapsed_s']:.0f} s")
     print(json.dumps({k: summary[k] for k in ('best_reward', 'children_trained')}))
     return 0

@@ -44,16 +44,16 @@ from jobs import Journal, atomic_write_text
 from latency import predict_ms, table_for
 from search_spaces import ArchSpec
 
-from .config import (DEFAULT_PROXY, NetAdaptConfig, NetAdaptError, NetAdaptResult, expected_iterations, step_ms_at,
+from .config import (NetAdaptConfig, NetAdaptError, NetAdaptResult, expected_iterations, step_ms_at,
                      within_budget)
 from .executor import ProposalExecutor
 from .proposals import make_proposals, narrowest
 from .report import trajectory_plot, write_history
-from .selection import select_proposal, selection_metric
+from .selection import lead_and_noise, select_proposal, selection_metric
 
 RESUME_KEYS = ("spec_hash", "target", "budget_ms", "budget_ratio", "step_ratio", "step_ms", "schedule", "step_decay",
                "select", "kinds", "finetune_steps", "finetune_lr", "pretrain_epochs", "data", "val_size", "proxy_resolution",
-               "proxy_overrides", "seed", "weights", "profile")
+               "proxy_overrides", "seed", "weights", "profile", "chosen_finetune_steps")
 
 
 # --------------------------------------------------------------------------- the run
@@ -107,19 +107,12 @@ class _Run:
     # ----------------------------------------------------------------- data and training
     def setup_training(self) -> None:
         from proxytask.data import ProxyData
-        from proxytask.profiles import signal
+
+        from .config import netadapt_signal
 
         c = self.config
-        overrides = {**DEFAULT_PROXY, **c.proxy_overrides}
-        if c.proxy_resolution is not None:
-            overrides["resolution"] = c.proxy_resolution
-        if c.pretrain_epochs is not None:
-            overrides["epochs"] = c.pretrain_epochs
-        if c.gpus_per_proposal <= 0 and "device" not in c.proxy_overrides:
-            overrides["device"] = "cpu"
-        profile = c.profile or ("gpu" if c.gpus_per_proposal > 0 else "cpu")
         try:
-            sig = signal(profile, data=c.data if isinstance(c.data, str) else "default", overrides=overrides)
+            sig = netadapt_signal(c)
         except ValueError as err:
             raise NetAdaptError(f"{err}") from None
         if isinstance(c.data, ProxyData):
@@ -189,10 +182,11 @@ class _Run:
         """Evaluate ``pending`` proposals (Ray tasks); journal each as it finishes."""
         from .weights import save_weights
 
-        proxy = dataclasses.asdict(self.finetune_proxy(self.config.finetune_steps, self.config.seed + iteration))
+        steps = self.config.finetune_steps
+        proxy = dataclasses.asdict(self.finetune_proxy(max(1, steps), self.config.seed + iteration))
         by_index = {p.index: p for p in pending}
-        jobs = [{"index": p.index, "spec": p.spec.to_dict(), "parent_spec": parent.to_dict(), "proxy": proxy}
-                for p in pending]
+        jobs = [{"index": p.index, "spec": p.spec.to_dict(), "parent_spec": parent.to_dict(), "proxy": proxy,
+                 "steps": steps} for p in pending]
         for job, result in self.executor.run(jobs, parent_state, self.data):
             p = by_index[job["index"]]
             state, weights, metric = result.pop("state", None), None, None
@@ -286,7 +280,8 @@ class _Run:
                     raise NetAdaptError(f"every proposal of iteration {iteration} failed; the first: {first['name']}: "
                                         f"{first['reason']}")
                 proposal = next(p for p in feasible if p.index == best["index"])
-                self.choose(iteration, proposal, best, skipped)
+                selection = self.measure_noise(iteration, spec, parent_state, accuracy, proposal, results)
+                self.choose(iteration, proposal, best, skipped, selection)
                 spec, latency_ms, accuracy, done_iterations = self.current(seed)
                 if outer is not None:
                     outer.total = max(outer.total, iteration)
@@ -298,24 +293,88 @@ class _Run:
                 if bar is not None:
                     bar.close()
 
-    def choose(self, iteration: int, proposal, best: dict, skipped: list) -> None:
+    def measure_noise(self, iteration: int, parent: ArchSpec, parent_state: dict, parent_accuracy: float, proposal,
+                      results: list[dict]) -> dict:
+        """Fine-tune the chosen proposal ``noise_seeds`` more times with other seeds (same steps,
+        same inherited weights); journal each score and return :func:`lead_and_noise` of the
+        iteration. A resumed run reuses the scores already journaled."""
+        c = self.config
+        done = [r for r in self.records if r["type"] == "noise" and r["iteration"] == iteration
+                and r["index"] == proposal.index]
+        for k in range(len(done), c.noise_seeds):
+            seed = c.seed + iteration + 1_000_003 * (k + 1)
+            proxy = dataclasses.asdict(self.finetune_proxy(max(1, c.finetune_steps), seed))
+            job = {"index": proposal.index, "spec": proposal.spec.to_dict(), "parent_spec": parent.to_dict(),
+                   "proxy": proxy, "steps": c.finetune_steps}
+            for _, result in self.executor.run([job], parent_state, self.data):
+                result.pop("state", None)
+                metric = (selection_metric(result["accuracy_after"], parent_accuracy, proposal.cut_ms, c.select)
+                          if result["status"] == "ok" else None)
+                record = {"type": "noise", "iteration": iteration, "index": proposal.index, "repeat": k + 1,
+                          "seed": seed, "status": result["status"], "accuracy_after": result.get("accuracy_after"),
+                          "metric": metric, "seconds": result.get("seconds")}
+                self.record(record)
+                done.append(record)
+        chosen = next(r for r in results if r["index"] == proposal.index)
+        ok = [r for r in results if r["status"] == "ok"]
+        return lead_and_noise([r["metric"] for r in ok], [chosen["metric"]] + [r["metric"] for r in done],
+                              [chosen["accuracy_after"]] + [r["accuracy_after"] for r in done])
+
+    def recover(self, iteration: int, proposal, best: dict) -> tuple[float, dict]:
+        """Fine-tune the chosen proposal alone ``chosen_finetune_steps`` steps (in this process),
+        save its weights as ``iter_KK.pt``; returns (validation accuracy after, record fields)."""
+        from proxytask.train import TrainingDiverged, torch_threads
+
+        from .finetune import load_model, train_and_score
+        from .weights import load_weights, save_weights
+
+        c = self.config
+        config = self.finetune_proxy(c.chosen_finetune_steps, c.seed + iteration + 500_009).replace(
+            threads=self.driver_threads)
+        start = time.perf_counter()
+        try:
+            with torch_threads(self.driver_threads):
+                model = load_model(proposal.spec, load_weights(self.out / best["weights"]), self.data, config)
+                scores = train_and_score(model, self.data, config)
+        except TrainingDiverged as err:
+            self.log(f"iteration {iteration}: the chosen proposal's fine-tune diverged ({err}); kept its weights")
+            shutil.copyfile(self.out / best["weights"], self.out / f".iter_{iteration:02d}.pt.tmp")
+            os.replace(self.out / f".iter_{iteration:02d}.pt.tmp", self.out / f"iter_{iteration:02d}.pt")
+            return best["accuracy_after"], {"recovery_steps": 0}
+        save_weights(model.state_dict(), self.out / f"iter_{iteration:02d}.pt")
+        return scores["accuracy_after"], {"recovery_steps": c.chosen_finetune_steps,
+                                          "recovery_seconds": round(time.perf_counter() - start, 2)}
+
+    def choose(self, iteration: int, proposal, best: dict, skipped: list, selection: dict | None = None) -> None:
         name = f"{self.spec.name}-netadapt-iter{iteration:02d}"
         spec = self.spec_file(proposal.spec, f"iter_{iteration:02d}.yaml", name,
                               f"NetAdapt iteration {iteration} of {self.out.name}: {proposal.name} "
                               f"{proposal.channels}, predicted {proposal.latency_ms:.3f} ms on {self.config.target} "
                               f"(budget {self.budget_ms:.3f} ms), proxy accuracy {100 * best['accuracy_after']:.2f} % "
-                              f"after {self.config.finetune_steps} fine-tune steps")
-        shutil.copyfile(self.out / best["weights"], self.out / f".iter_{iteration:02d}.pt.tmp")
-        os.replace(self.out / f".iter_{iteration:02d}.pt.tmp", self.out / f"iter_{iteration:02d}.pt")
+                              f"after {self.config.finetune_steps} fine-tune steps"
+                              + (f" (+ {self.config.chosen_finetune_steps} for the chosen one)"
+                                 if self.config.chosen_finetune_steps else ""))
+        accuracy, recovery = best["accuracy_after"], {}
+        if self.config.chosen_finetune_steps:
+            accuracy, recovery = self.recover(iteration, proposal, best)
+        else:
+            shutil.copyfile(self.out / best["weights"], self.out / f".iter_{iteration:02d}.pt.tmp")
+            os.replace(self.out / f".iter_{iteration:02d}.pt.tmp", self.out / f"iter_{iteration:02d}.pt")
         self.record({"type": "chosen", "iteration": iteration, "index": proposal.index, "name": proposal.name,
                      "channels": proposal.channels, "spec": spec.to_dict(), "hash": spec.hash,
-                     "latency_ms": proposal.latency_ms, "cut_ms": proposal.cut_ms,
-                     "accuracy": best["accuracy_after"], "metric": best["metric"]})
+                     "latency_ms": proposal.latency_ms, "cut_ms": proposal.cut_ms, "score": best["accuracy_after"],
+                     "accuracy": accuracy, "metric": best["metric"], **recovery, **(selection or {})})
         shutil.rmtree(self.out / "proposals" / f"iter_{iteration:02d}", ignore_errors=True)
         self.write_outputs()
+        noise = ""
+        if selection and selection.get("noise") is not None and selection.get("lead") is not None:
+            noise = (f"; lead {selection['lead']:.4g} vs noise {selection['noise']:.4g} per ms "
+                     f"({'signal' if selection['lead_exceeds_noise'] else 'within the noise'})")
         self.log(f"iteration {iteration}: {proposal.name} {proposal.channels} -> {proposal.latency_ms:.3f} ms "
                  f"(cut {proposal.cut_ms:.3f} ms), proxy accuracy {100 * best['accuracy_after']:.2f} %"
-                 + (f"; {len(skipped)} proposal(s) skipped" if skipped else ""))
+                 + (f" -> {100 * accuracy:.2f} % after its {self.config.chosen_finetune_steps}-step fine-tune"
+                    if recovery.get("recovery_steps") else "")
+                 + (f"; {len(skipped)} proposal(s) skipped" if skipped else "") + noise)
 
     def finish(self, seed: dict, status: str) -> tuple[ArchSpec, float | None]:
         """final.yaml and final.pt: after a long-term fine-tune when the budget was met."""

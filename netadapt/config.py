@@ -17,14 +17,18 @@ from .selection import SELECTIONS
 SCHEDULES = ("constant", "decay")
 STATUSES = ("done", "within_budget", "unreachable", "stopped")
 # The proxy settings NetAdapt uses unless told otherwise (``proxy_overrides`` replace them): the
-# proxy's own, with BN statistics measured on 4 batches instead of 8 (every proposal is scored twice).
-DEFAULT_PROXY: dict = {"bn_recalibration_batches": 4}
+# signal's own, with BN statistics measured on 32 batches (2,048 images) before every score instead
+# of 8: on V3-Small's first iteration the seed-to-seed noise of a proposal's score fell from 1.84 to
+# 0.83 accuracy points (T = 10) and from 0.69 to 0.51 (T = 0) going from 4 to 32 batches
+# (experiments.bench_netadapt --part noise; results/bench_netadapt.json).
+DEFAULT_PROXY: dict = {"bn_recalibration_batches": 32}
 MAX_PRETRAIN_EPOCHS = 1000
 MAX_PROXY_RESOLUTION = 512  # the proxy task trains small images; larger would not fit a batch in memory
 _NUMBERS = ("budget_ms", "budget_ratio", "step_ratio", "step_ms", "step_decay", "finetune_lr", "pretrain_epochs",
             "cpus_per_proposal", "gpus_per_proposal")
-_INTEGERS = ("finetune_steps", "long_finetune_steps", "concurrency", "seed", "retries", "max_iterations",
-             "proxy_resolution")
+_INTEGERS = ("finetune_steps", "chosen_finetune_steps", "long_finetune_steps", "concurrency", "seed", "retries", "max_iterations",
+             "proxy_resolution", "noise_seeds")
+MAX_NOISE_SEEDS = 16
 
 
 class NetAdaptError(ValueError):
@@ -53,7 +57,11 @@ class NetAdaptConfig:
     step_decay: float = 0.96
     select: str = "ratio"
     kinds: tuple[str, ...] = KINDS
-    finetune_steps: int = 10
+    # T: each proposal's short-term fine-tune (0: scored right after inheriting). 30, not 10: on the cpu
+    # signal T = 30 ranks V3-Small's proposals most like a 200-step fine-tune (Spearman 0.78 vs 0.65 at
+    # T = 10, whose seed noise is also twice as large; experiments.bench_netadapt --part noise)
+    finetune_steps: int = 30
+    chosen_finetune_steps: int = 0  # the chosen proposal alone is fine-tuned this many steps more
     long_finetune_steps: int = 200
     finetune_lr: float = 0.01
     pretrain_epochs: float | None = None  # None: the proxy's default schedule
@@ -71,6 +79,7 @@ class NetAdaptConfig:
     gpus_per_proposal: float = 0.0
     address: str | None = None
     max_iterations: int | None = None
+    noise_seeds: int = 1  # extra fine-tunes of each iteration's chosen proposal with other seeds (0: none)
     retries: int = 1
     progress: bool = True
 
@@ -108,12 +117,10 @@ class NetAdaptConfig:
             raise bad("select", f"is not one of {', '.join(SELECTIONS)}")
         if not self.kinds or any(k not in KINDS for k in self.kinds):
             raise bad("kinds", f"must be a non-empty subset of {', '.join(KINDS)}")
-        for name in ("finetune_steps", "long_finetune_steps"):
+        for name in ("finetune_steps", "chosen_finetune_steps", "long_finetune_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise bad(name, "must be an integer >= 0")
-        if self.finetune_steps < 1:
-            raise bad("finetune_steps", "must be at least 1 (proposals are compared after fine-tuning)")
         if not self.finetune_lr > 0:
             raise bad("finetune_lr", "must be positive")
         if self.pretrain_epochs is not None and not 0 < self.pretrain_epochs <= MAX_PRETRAIN_EPOCHS:
@@ -133,6 +140,8 @@ class NetAdaptConfig:
             raise bad("val_size", "must be None (the whole validation split) or an integer >= 1")
         if self.max_iterations is not None and self.max_iterations < 1:
             raise bad("max_iterations", "must be None or >= 1")
+        if not 0 <= self.noise_seeds <= MAX_NOISE_SEEDS:
+            raise bad("noise_seeds", f"must be from 0 (no noise measurement) to {MAX_NOISE_SEEDS}")
 
     @property
     def data_name(self) -> str:
@@ -184,3 +193,22 @@ def expected_iterations(initial_ms: float, budget_ms: float, config: NetAdaptCon
 
 def within_budget(latency_ms: float, budget_ms: float) -> bool:
     return latency_ms <= budget_ms + 1e-9
+
+
+def netadapt_signal(config: NetAdaptConfig):
+    """The accuracy signal NetAdapt trains and scores with (:func:`proxytask.profiles.signal`):
+    ``config.profile`` (default ``gpu`` when proposals get GPUs, else ``cpu``) with
+    :data:`DEFAULT_PROXY`, then ``proxy_overrides``, ``proxy_resolution`` and ``pretrain_epochs``;
+    on a CPU-only run the device is the CPU unless an override says otherwise. A bad setting is a
+    ValueError naming it."""
+    from proxytask.profiles import signal
+
+    overrides = {**DEFAULT_PROXY, **config.proxy_overrides}
+    if config.proxy_resolution is not None:
+        overrides["resolution"] = config.proxy_resolution
+    if config.pretrain_epochs is not None:
+        overrides["epochs"] = config.pretrain_epochs
+    if config.gpus_per_proposal <= 0 and "device" not in config.proxy_overrides:
+        overrides["device"] = "cpu"
+    profile = config.profile or ("gpu" if config.gpus_per_proposal > 0 else "cpu")
+    return signal(profile, data=config.data if isinstance(config.data, str) else "default", overrides=overrides)

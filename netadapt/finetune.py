@@ -52,9 +52,15 @@ def load_model(spec: ArchSpec, state: dict | None, data: ProxyData, config: Prox
     return model
 
 
-def train_and_score(model: torch.nn.Module, data: ProxyData, config: ProxyConfig) -> dict:
-    """Train ``model`` for ``config``'s schedule, then score it: accuracy before and after, losses."""
-    accuracy_before, _ = score(model, data, config)
+def train_and_score(model: torch.nn.Module, data: ProxyData, config: ProxyConfig, train_steps: int | None = None
+                    ) -> dict:
+    """Train ``model`` for ``config``'s schedule, then score it: accuracy before and after, losses.
+    ``train_steps=0`` scores without training (T = 0: the accuracy right after inheriting the
+    weights, BN statistics measured again; ``accuracy_after`` equals ``accuracy_before``)."""
+    accuracy_before, val_loss = score(model, data, config)
+    if train_steps == 0:
+        return {"accuracy_before": accuracy_before, "accuracy_after": accuracy_before, "val_loss": val_loss,
+                "train_loss": math.nan}
     torch.manual_seed(config.seed)
     train_loss = train(model, data, config)
     accuracy, val_loss = score(model, data, config)
@@ -71,7 +77,8 @@ def test_accuracy(model: torch.nn.Module, data: ProxyData, config: ProxyConfig) 
 
 
 def evaluate_proposal(job: dict, parent_state: dict, data: ProxyData) -> dict:
-    """One proposal: inherit, score, fine-tune ``job["steps"]`` steps, score. Never raises."""
+    """One proposal: inherit, score, fine-tune ``job["steps"]`` steps (``job["proxy"]`` is the
+    fine-tune's schedule; 0 steps: scored once, untrained), score. Never raises."""
     start, cpu_start = time.perf_counter(), time.process_time()
     result = {"index": job["index"], "status": "ok", "reason": "", "accuracy_before": math.nan,
               "accuracy_after": math.nan, "val_loss": math.nan, "train_loss": math.nan, "state": None}
@@ -82,7 +89,7 @@ def evaluate_proposal(job: dict, parent_state: dict, data: ProxyData) -> dict:
             model = build_child(child, data, config)
             model.load_state_dict(inherit(parent_state, trained_spec(parent, data, config),
                                           trained_spec(child, data, config)))
-            result.update(train_and_score(model, data, config))
+            result.update(train_and_score(model, data, config, job.get("steps")))
             result["state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     except TrainingDiverged as err:
         result.update(status="diverged", reason=str(err))

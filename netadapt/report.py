@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from jobs import atomic_savefig
 from latency.table import atomic_write_text
 
 HISTORY_COLUMNS = ["iteration", "proposal", "proposal_index", "kind", "channels", "from_channels", "to_channels",
                    "predicted_latency_ms", "latency_cut_ms", "step_target_ms", "accuracy_before", "accuracy_after",
-                   "metric", "chosen", "status", "reason", "seconds"]
+                   "metric", "chosen", "noise", "lead", "lead_exceeds_noise", "margin", "margin_exceeds_noise",
+                   "noise_accuracy", "status", "reason", "seconds"]
 
 
 def _nan(value):
@@ -28,7 +30,8 @@ def history(records: list[dict]) -> pd.DataFrame:
                      "predicted_latency_ms": seed["latency_ms"], "accuracy_after": _nan(seed.get("accuracy")),
                      "chosen": True, "status": "ok"})
     done = {(r["iteration"], r["index"]): r for r in records if r["type"] == "proposal"}
-    chosen = {(r["iteration"], r["index"]) for r in records if r["type"] == "chosen"}
+    chosen_records = {(r["iteration"], r["index"]): r for r in records if r["type"] == "chosen"}
+    chosen = set(chosen_records)
     for it in (r for r in records if r["type"] == "iteration"):
         for p in it["proposals"]:
             key = (it["iteration"], p["index"])
@@ -46,6 +49,12 @@ def history(records: list[dict]) -> pd.DataFrame:
                            seconds=r.get("seconds"))
             else:
                 row.update(status="pending")
+            if key in chosen_records:  # is the choice signal? (netadapt.selection.lead_and_noise)
+                c = chosen_records[key]
+                row.update(noise=_nan(c.get("noise")), lead=_nan(c.get("lead")),
+                           lead_exceeds_noise=c.get("lead_exceeds_noise"), margin=_nan(c.get("margin")),
+                           margin_exceeds_noise=c.get("margin_exceeds_noise"),
+                           noise_accuracy=_nan(c.get("noise_accuracy")))
             rows.append(row)
     df = pd.DataFrame(rows).reindex(columns=HISTORY_COLUMNS)
     for column in ("from_channels", "to_channels"):  # integers with gaps (the seed, skipped proposals)
@@ -88,8 +97,4 @@ def trajectory_plot(records: list[dict], path: Path, *, target: str, budget_ms: 
     ax.set(xlabel=f"predicted latency on {target} (ms)", ylabel="proxy accuracy (%)",
            title=f"NetAdapt trajectory (select by {select})")
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    atomic_savefig(fig, path)

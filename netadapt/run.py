@@ -53,7 +53,7 @@ def build_parser() -> ArgumentParser:
                    help="ratio: max dAccuracy/|dLatency| (MobileNetV3); accuracy: max accuracy (NetAdapt)")
     p.add_argument("--proposals", default=",".join(d.kinds),
                    help=f"proposal kinds to use, comma-separated ({', '.join(KINDS)})")
-    p.add_argument("--finetune-steps", type=integer(1, "a number of steps", 10_000_000), default=d.finetune_steps,
+    p.add_argument("--finetune-steps", type=integer(0, "a number of steps", 10_000_000), default=d.finetune_steps,
                    help="short-term fine-tune steps T per proposal (the paper: 10,000)")
     p.add_argument("--long-finetune-steps", type=integer(0, "a number of steps", 10_000_000),
                    default=d.long_finetune_steps, help="long-term fine-tune steps of the final spec (0: none)")
@@ -86,6 +86,15 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto, or a GCS address)")
     p.add_argument("--max-iterations", type=integer(1, "a number of iterations", 100_000),
                    help="stop after this many iterations")
+    p.add_argument("--chosen-finetune-steps", type=integer(0, "a number of steps", 10_000_000),
+                   default=d.chosen_finetune_steps,
+                   help="fine-tune the chosen proposal alone this many steps more before the next iteration "
+                        "(with --finetune-steps 0: proposals are scored right after inheriting, and only the "
+                        "chosen one is fine-tuned)")
+    p.add_argument("--noise-seeds", type=integer(0, "a number of seeds", 16), default=d.noise_seeds,
+                   help="fine-tune each iteration's chosen proposal this many more times with other seeds, to "
+                        "measure the noise of a score against the chosen proposal's lead (history.csv: noise, "
+                        "lead); 0: no measurement")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per iteration)")
     p.add_argument("--dry-run", action="store_true",
                    help="check every argument, print the settings and exit without training")
@@ -121,7 +130,7 @@ def config_from_args(a, parser: ArgumentParser) -> NetAdaptConfig:
         proxy_resolution=a.proxy_resolution, profile=a.profile, proxy_overrides=overrides, out=a.out, resume=a.resume, seed=a.seed,
         concurrency=a.concurrency, cpus_per_proposal=a.cpus_per_proposal,
         gpus_per_proposal=a.gpus_per_proposal, address=a.address,
-        max_iterations=a.max_iterations, progress=not a.no_progress)
+        max_iterations=a.max_iterations, noise_seeds=a.noise_seeds, chosen_finetune_steps=a.chosen_finetune_steps, progress=not a.no_progress)
     try:
         config.check()
     except NetAdaptError as err:

@@ -463,13 +463,15 @@ def _fan_in_linear_init(model: nn.Module, seed: int) -> None:
 
 # --------------------------------------------------------------------------- the score
 def train_child(spec, data: ProxyData, config: ProxyConfig = ProxyConfig(),
-                report: Callable[[dict], None] | None = None) -> ChildResult:
+                report: Callable[[dict], None] | None = None,
+                on_model: Callable[[nn.Module], None] | None = None) -> ChildResult:
     """Build ``spec`` for ``data``, train it with ``config``, recalibrate BN, evaluate.
 
     Never raises for a child that fails: a NaN/inf loss gives ``status="diverged"``, any other
     exception ``status="error"``; ``reason`` says what happened. ``report`` (e.g. Ray Tune's) is
     called once per epoch with ``epoch``, ``step``, ``lr``, ``train_loss`` and ``seconds``; the
-    last call also has ``accuracy``, ``val_loss`` and ``done=True``.
+    last call also has ``accuracy``, ``val_loss`` and ``done=True``. ``on_model`` is given the
+    trained model of a child that finished (e.g. to keep its weights).
     """
     start, cpu_start = time.perf_counter(), time.process_time()
     history: list[dict] = []
@@ -499,6 +501,8 @@ def train_child(spec, data: ProxyData, config: ProxyConfig = ProxyConfig(),
             accuracy, val_loss = evaluate(model, data, config, split="val")
             test_accuracy = evaluate(model, data, config, split="test")[0] if data.test_y is not None \
                 else float("nan")
+            if on_model is not None:
+                on_model(model)
     except TrainingDiverged as err:
         result["steps"] = err.step
         return ChildResult(**result, seconds=time.perf_counter() - start, status="diverged",

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from search_spaces import ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec, from_arch_string, load_spec, reference
+from latency import predict_ms
 from search_spaces.transforms import (efficient_last_stage, fixed_se, hswish_second_half, redesign, stem_16_hswish)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,36 +262,41 @@ def _tiny_images(root: Path) -> Path:
     return root
 
 
-def test_tiny_pipeline_end_to_end(tmp_path, ray_session):
-    import ray
-    import torch
+def _tiny_config(tmp_path: Path, network: str, seed: str) -> Path:
+    """A config on the code path of ``experiments/configs/NETWORK.yaml`` (large: a given seed, no
+    search; small: search, seed within NetAdapt's reach), shrunk to seconds."""
     import yaml
 
-    from experiments.pipeline import PipelineError, run_pipeline
-    from experiments.pipeline_config import load_config
-    from search_spaces import build
-
     (tmp_path / "space.yaml").write_text(TINY_SPACE)
-    steps = {"max_steps": 2, "batch_size": 8, "bn_recalibration_batches": 1, "eval_batch_size": 16}
-    config_file = tmp_path / "tiny.yaml"
+    steps = {"max_steps": 2, "batch_size": 8, "bn_recalibration_batches": 1, "eval_batch_size": 16, "resolution": 32}
+    images = tmp_path / "images"
+    if not images.exists():
+        _tiny_images(images)
+    config_file = tmp_path / f"tiny_{network}.yaml"
     config_file.write_text(yaml.safe_dump({
-        "network": "small", "target_ms": 15.8, "data": f"imagefolder:{_tiny_images(tmp_path / 'images')}",
+        "network": network, "target_ms": 15.8 if network == "small" else 51.0, "data": f"imagefolder:{images}",
+        "seed": seed,
         "search": {"space": str(tmp_path / "space.yaml"), "w": -0.15, "children": 2, "rl_batch_size": 2,
                    "retries": 0, "proxy": steps},
-        "netadapt": {"budget_ms": 1.0, "iterations": None,  # NetAdapt's own 1 % steps, stopped after one
-                     "options": {"max_iterations": 1, "finetune_steps": 1, "long_finetune_steps": 1}},
-        "final_training": {"epochs": 0.5},
+        "netadapt": {"budget_ms": 1.0,  # unreachable: one iteration, then stopped
+                     "options": {"max_iterations": 1, "finetune_steps": 1, "long_finetune_steps": 1,
+                                 "noise_seeds": 1, "step_ratio": 0.05}},
+        "final_training": {"epochs": 0.5, "seeds": 2, "widths": [0.5], "workers": 1},
     }))
-    config = load_config("small", config_file)
-    out = tmp_path / "run"
-    summary = run_pipeline(config, out, progress=False, log=lambda line: None)
+    return config_file
 
-    assert ray.is_initialized()  # the session's Ray was used, not shut down
+
+def _check_pipeline_outputs(out: Path, summary: dict, network: str) -> None:
+    import torch
+
+    from search_spaces import build
+
     state = json.loads((out / "pipeline.json").read_text())
     assert list(state["stages"]) == ["search", "netadapt", "redesign", "definition"]
     assert state["stages"]["netadapt"]["iterations"] == 1  # one NetAdapt iteration, then stopped
     assert state["stages"]["netadapt"]["status"] == "stopped"
-    ours = load_spec(out / "definition" / "mobilenet_v3_small_ours.yaml")
+    name = f"mobilenet_v3_{network}_ours"
+    ours = load_spec(out / "definition" / f"{name}.yaml")
     pre = load_spec(out / "pre_redesign.yaml")
     assert ours.head.form == "efficient" and len(ours.blocks) == len(pre.blocks) - 1
     assert ours.stem == StemSpec(16, 3, 2, "hswish") and ours.head.conv_channels == pre.blocks[-1].expansion_channels
@@ -298,12 +304,48 @@ def test_tiny_pipeline_end_to_end(tmp_path, ray_session):
     assert state_dict.keys() == build(ours).state_dict().keys()
     assert summary["emitted"]["onnx_max_abs_diff"] < 1e-4 and (out / "definition" / "model.onnx").stat().st_size > 0
     assert from_arch_string(summary["emitted"]["arch_string"]) == ours
+    table = "Table 2" if network == "small" else "Table 1"
     diff = pd.read_csv(out / "definition" / "diff.csv")
     assert {"stem", "b0", "conv", "pool", "hidden", "classifier"} <= set(diff["layer"])
     md = (out / "summary.md").read_text()
-    assert "Layer by layer against Table 2" in md and "paper, Table 3 (V3-Small 1.0, quoted)" in md
-    assert set(summary["proxy_accuracy"]) == {"ours", "paper"}
-    assert summary["ours"]["latency_ms"] > 0 and summary["paper_spec"]["madds_m"] == pytest.approx(56.51, abs=0.01)
+    assert f"Layer by layer against {table}" in md and "Expansion ratios per stage" in md
+    # the equal-footing comparison: the contract other tools read
+    comparison = summary["comparison"]
+    assert set(comparison) == {"ours", "reference"}
+    for side in comparison.values():
+        assert set(side) == {"pixel1_ms", "test_accuracy"} and len(side["test_accuracy"]) == 2
+        assert all(0 <= a <= 1 for a in side["test_accuracy"]) and side["pixel1_ms"] > 0
+    assert comparison["ours"]["pixel1_ms"] == pytest.approx(predict_ms(ours, "pixel1"), abs=1e-3)
+    assert comparison["reference"]["pixel1_ms"] == pytest.approx(
+        predict_ms(reference(f"mobilenet_v3_{network}"), "pixel1"), abs=1e-3)
+    assert [c["width"] for c in summary["reference_curve"]] == [0.5, 1.0]
+    assert (out / "comparison.png").stat().st_size > 0
+    trainings = [json.loads(line) for line in (out / "definition" / "trainings.jsonl").read_text().splitlines()]
+    assert len(trainings) == 3 * 2  # ours, paper x 0.5, paper x 1.0; two seeds each
+    blocks = pd.read_csv(out / "definition" / "structure.csv")
+    assert {"seed exp", "netadapt exp", "NetAdapt cut (exp)", "paper exp"} <= set(blocks.columns)
+    # NetAdapt's one iteration measured its noise: the chosen proposal fine-tuned with a second seed
+    history = pd.read_csv(out / "netadapt" / "round_0" / "history.csv")
+    chosen = history[(history["chosen"] == True) & (history["iteration"] == 1)]  # noqa: E712
+    assert len(chosen) == 1 and chosen["noise"].notna().all() and "lead" in history.columns
+
+
+def test_tiny_pipeline_small_path_searches_then_adapts(tmp_path, ray_session):
+    import ray
+
+    from experiments.pipeline import PipelineError, run_pipeline
+    from experiments.pipeline_config import load_config
+
+    config_file = _tiny_config(tmp_path, "small", "search")
+    config = load_config("small", config_file)
+    out = tmp_path / "run"
+    summary = run_pipeline(config, out, progress=False, log=lambda line: None)
+    assert ray.is_initialized()  # the session's Ray was used, not shut down
+    assert (out / "search" / "trials.csv").exists()
+    state = json.loads((out / "pipeline.json").read_text())
+    assert state["stages"]["search"]["seed_reach"] is not None
+    _check_pipeline_outputs(out, summary, "small")
+    assert summary["paper_spec"]["madds_m"] == pytest.approx(56.51, abs=0.01)
 
     # A second run resumes: every stage is skipped; without resume the folder is refused.
     lines = []
@@ -314,6 +356,33 @@ def test_tiny_pipeline_end_to_end(tmp_path, ray_session):
     changed = load_config("small", config_file, **{"search.children": 3})
     with pytest.raises(PipelineError, match="search changed since the search stage finished"):
         run_pipeline(changed, out, resume=True, progress=False, log=lambda line: None)
+
+
+def test_tiny_pipeline_large_path_starts_from_the_given_seed(tmp_path, ray_session):
+    from experiments.pipeline import run_pipeline
+    from experiments.pipeline_config import load_config
+
+    (tmp_path / "seed.yaml").write_text(TINY_SEED)
+    config = load_config("large", _tiny_config(tmp_path, "large", "seed.yaml"))
+    out = tmp_path / "run"
+    summary = run_pipeline(config, out, progress=False, log=lambda line: None)
+    assert not (out / "search").exists()  # the seed is given: no search, as the paper did for Large
+    assert load_spec(out / "seed.yaml").blocks == load_spec(tmp_path / "seed.yaml").blocks
+    _check_pipeline_outputs(out, summary, "large")
+
+
+TINY_SEED = """
+name: tiny_seed
+resolution: 224
+num_classes: 1000
+stem: {out_channels: 16, kernel: 3, stride: 2, nonlinearity: relu}
+blocks:
+- {operator: bneck, kernel: 3, stride: 2, expansion_channels: 48, out_channels: 16, se_channels: 0}
+- {operator: bneck, kernel: 5, stride: 2, expansion_channels: 64, out_channels: 24, se_channels: 8}
+- {operator: bneck, kernel: 3, stride: 2, expansion_channels: 96, out_channels: 40, se_channels: 0}
+- {operator: bneck, kernel: 3, stride: 1, expansion_channels: 120, out_channels: 48, se_channels: 0}
+head: {conv_channels: 128, hidden_channels: null, nonlinearity: relu}
+"""
 
 
 def test_pipeline_configs_load_and_bad_keys_are_named(tmp_path):
@@ -330,3 +399,141 @@ def test_pipeline_configs_load_and_bad_keys_are_named(tmp_path):
     other.write_text("network: large\n")
     with pytest.raises(ConfigError, match="is for 'large', not 'small'"):
         load_config("small", other)
+
+
+# ----------------------------------------------------------------------------- seed, noise, verdict
+def _trials(tmp_path: Path, space, rows: list[tuple[tuple[int, ...], float]]) -> Path:
+    """A search's trials.csv: one finished child per (sample, reward)."""
+    folder = tmp_path / "search"
+    folder.mkdir()
+    pd.DataFrame([{"index": i, "tokens": " ".join(space.to_tokens(sample)), "reward": reward, "status": "ok"}
+                  for i, (sample, reward) in enumerate(rows)]).to_csv(folder / "trials.csv", index=False)
+    return folder
+
+
+def test_seed_choice_skips_the_best_child_that_netadapt_cannot_bring_to_the_budget(tmp_path):
+    """The best child by reward sits far above the budget: NetAdapt's capacity (max_iterations x
+    delta) cannot close the gap, so the next child within reach is NetAdapt's seed."""
+    from experiments.pipeline import choose_seed, netadapt_reach
+    from experiments.pipeline_config import load_config
+    from search_spaces.spaces import get_space
+
+    (tmp_path / "space.yaml").write_text(TINY_SPACE)
+    space = get_space(str(tmp_path / "space.yaml"))
+    samples = list(space.enumerate(limit=1000))
+    by_latency = sorted(samples, key=lambda s: predict_ms(space.decode(s), "pixel1"))
+    fast, slow = by_latency[0], by_latency[-1]
+    fast_ms = predict_ms(space.decode(fast), "pixel1")
+    slow_ms = predict_ms(space.decode(slow), "pixel1")
+    assert slow_ms > fast_ms * 1.02
+    # a budget just above the fast child; delta 1 % of the latency, at most one iteration: the slow
+    # child needs more than one step, the fast one none
+    config_file = tmp_path / "c.yaml"
+    import yaml
+
+    config_file.write_text(yaml.safe_dump({"network": "small", "search": {"space": str(tmp_path / "space.yaml")},
+                                           "netadapt": {"budget_ms": float(fast_ms * 1.001), "options": {
+                                               "max_iterations": 1, "step_ratio": 0.005}}}))
+    config = load_config("small", config_file)
+    folder = _trials(tmp_path, space, [(slow, 0.9), (fast, 0.5)])
+    reach = lambda spec: netadapt_reach(spec, config)  # noqa: E731
+    assert not reach(space.decode(slow))["reachable"] and reach(space.decode(fast))["reachable"]
+    assert reach(space.decode(slow))["needed_ms"] == pytest.approx(slow_ms - fast_ms * 1.001)
+    spec, note, r = choose_seed(folder, str(tmp_path / "space.yaml"), reach)
+    assert spec.blocks == space.decode(fast).blocks and "rank 2" in note and r["reachable"]
+    # without the reach rule the best reward wins, as before
+    spec, note, _ = choose_seed(folder, str(tmp_path / "space.yaml"))
+    assert spec.blocks == space.decode(slow).blocks and "rank 1" in note
+    # a budget nobody can reach: the smallest cut is taken and the note says so
+    config.settings["netadapt"]["budget_ms"] = float(fast_ms * 0.5)
+    spec, note, r = choose_seed(folder, str(tmp_path / "space.yaml"), reach)
+    assert spec.blocks == space.decode(fast).blocks and "NO child is within NetAdapt's reach" in note
+
+
+def test_netadapt_reach_counts_steps_iterations_and_rounds(tmp_path):
+    """Capacity = max_iterations x delta, delta = step_ratio x the seed's latency (an independent
+    count on MnasNet-A1: 70.0 ms on pixel1, 7.23 ms saved by the redesign)."""
+    from experiments.pipeline import netadapt_reach
+    from experiments.pipeline_config import load_config
+
+    config = load_config("large")
+    a1 = reference("mnasnet_a1")
+    r = netadapt_reach(a1, config)
+    latency = predict_ms(a1, "pixel1")
+    options = config["netadapt"]["options"]
+    assert r["capacity_ms"] == pytest.approx(options["max_iterations"] * options["step_ratio"] * latency)
+    assert r["budget_ms"] == pytest.approx(51.0 + 7.227, abs=0.01) and r["reachable"]
+    config.settings["netadapt"]["options"] = {**options, "max_iterations": 1, "step_ratio": 0.01}
+    assert not netadapt_reach(a1, config)["reachable"]  # 11.8 ms to cut, 1 x 0.7 ms possible
+    config.settings["netadapt"]["options"] = {**options, "max_iterations": 16, "step_ratio": 0.01}
+    assert not netadapt_reach(a1, config)["reachable"]  # 16 x 0.70 = 11.2 ms < 11.77 ms
+    config.settings["netadapt"]["options"] = {**options, "max_iterations": 17, "step_ratio": 0.01}
+    assert netadapt_reach(a1, config)["reachable"]  # 17 x 0.70 = 11.9 ms
+
+
+def test_lead_and_noise_on_known_numbers():
+    from netadapt.selection import lead_and_noise
+
+    out = lead_and_noise([0.5, 0.2, None, 0.45], chosen_scores=[0.5, 0.3], chosen_accuracies=[0.60, 0.58])
+    assert out["lead"] == pytest.approx(0.05)
+    assert out["noise"] == pytest.approx(0.2 / 2 ** 0.5)  # sd of two values = |a - b| / sqrt(2)
+    assert out["noise_accuracy"] == pytest.approx(0.02 / 2 ** 0.5)
+    assert out["lead_exceeds_noise"] is False and out["noise_seeds"] == 1
+    assert out["margin"] == pytest.approx(0.5 - 0.45)  # median of 0.5, 0.45, 0.2
+    single = lead_and_noise([0.5], [0.5], [0.6])
+    assert single["lead"] is None and single["noise"] is None and single["lead_exceeds_noise"] is None
+
+
+def test_verdict_and_the_reference_curve_on_known_numbers():
+    from experiments.pipeline_compare import interpolate, verdict
+
+    assert interpolate([(10, 0.5), (20, 0.7)], 15) == pytest.approx(0.6)
+    assert interpolate([(20, 0.7), (10, 0.5)], 10) == pytest.approx(0.5)
+    assert interpolate([(10, 0.5), (20, 0.7)], 25) is None
+    curve = [{"width": 0.5, "pixel1_ms": 10.0, "test_accuracy": [0.5, 0.5]},
+             {"width": 1.0, "pixel1_ms": 20.0, "test_accuracy": [0.7, 0.7]}]
+    v = verdict({"pixel1_ms": 15.0, "test_accuracy": [0.62, 0.64]}, {"pixel1_ms": 20.0, "test_accuracy": [0.7, 0.7]},
+                curve)
+    assert v["delta"] == pytest.approx(-0.07) and v["not_slower"] and v["meets_target"] is False
+    assert v["curve_at_ours_ms"] == pytest.approx(0.6) and v["above_curve"] == pytest.approx(0.03)
+    v = verdict({"pixel1_ms": 19.0, "test_accuracy": [0.71]}, {"pixel1_ms": 20.0, "test_accuracy": [0.7]}, curve)
+    assert v["meets_target"] is True
+    v = verdict({"pixel1_ms": 21.0, "test_accuracy": [0.9]}, {"pixel1_ms": 20.0, "test_accuracy": [0.7]}, curve)
+    assert v["meets_target"] is False and v["not_slower"] is False and v["curve_at_ours_ms"] is None
+
+
+def test_structure_report_pairs_mnasnet_a1_with_v3_large_expansion_by_expansion():
+    """Table 1 against MnasNet-A1 (independent counts from the two papers): V3-Large's expansions
+    are smaller in blocks 1-2 (64, 72 vs 96, 144) and 7-9 (200, 184, 184 vs 480)."""
+    from experiments.pipeline_compare import cut_agreement, stages_of, structure_report
+
+    a1, v3 = reference("mnasnet_a1"), reference("mobilenet_v3_large")
+    assert stages_of(a1) == [0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5, 5, 6]
+    blocks, stages = structure_report(a1, a1, v3, v3, a1)
+    assert list(blocks["paper exp"][[1, 2, 7, 8, 9]]) == [64, 72, 200, 184, 184]
+    assert list(blocks["paper_seed exp"][[1, 2, 7, 8, 9]]) == [96, 144, 480, 480, 480]
+    agreement = cut_agreement(blocks)
+    assert {1, 2, 7, 8, 9} <= set(agreement["paper_cut"]) and agreement["netadapt_cut"] == []
+    assert stages.loc[3, "paper_seed exp ratio"] == pytest.approx(6.0)
+    assert stages.loc[3, "paper exp ratio"] == pytest.approx((240 / 40 + 200 / 80 + 184 / 80 + 184 / 80) / 4, abs=0.01)
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"seed": 0}, "seed: 0 is a number"),
+    ({"seed": "no_such_net"}, "seed:"),
+    ({"random_seed": -1}, "random_seed: -1 must be an integer"),
+    ({"search": {"netadapt_share": 1.5}}, "search.netadapt_share: 1.5"),
+    ({"final_training": {"seeds": 0}}, "final_training.seeds: 0"),
+    ({"final_training": {"widths": [0.0]}}, "final_training.widths"),
+    ({"netadapt": {"iterations": 4}}, "netadapt.iterations: unknown setting"),
+])
+def test_pipeline_config_errors_name_the_field(tmp_path, settings, words):
+    import yaml
+
+    from experiments.pipeline_config import ConfigError, load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"network": "large", **settings}))
+    with pytest.raises(ConfigError, match=words) as info:
+        load_config("large", path)
+    assert "\n" not in str(info.value)

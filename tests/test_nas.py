@@ -293,6 +293,52 @@ def test_tiny_ray_tune_search_end_to_end(tmp_path, ray_session):
     assert row["reward"] == pytest.approx(reward(row["accuracy"], row["latency_ms"], summary["target_ms"], -0.07))
 
 
+def test_reference_networks_are_trained_with_the_search_signal_and_not_again_on_resume(tmp_path, ray_session):
+    summary, out = _search(tmp_path, ray_session, strategy="random", children=2,
+                           references=("mobilenet_v3_small@0.35",))
+    saved = json.loads((out / "references.json").read_text())
+    entry = saved["references"]["mobilenet_v3_small@0.35"]
+    assert entry["status"] == "ok" and 0 <= entry["accuracy"] <= 1 and entry["seconds"] > 0
+    assert saved["signal"]["proxy"]["max_steps"] == 2  # the children's signal, overrides included
+    [ref] = summary["references"]
+    assert (ref["name"], ref["width"], ref["accuracy"]) == ("mobilenet_v3_small", 0.35, entry["accuracy"])
+    assert ref["latency_ms"] > 0
+    assert ref["reward"] == pytest.approx(reward(ref["accuracy"], ref["latency_ms"], summary["target_ms"], -0.07))
+    trials = pd.read_csv(out / "trials.csv")
+    dominated = bool(((trials["accuracy"] > ref["accuracy"]) & (trials["latency_ms"] <= ref["latency_ms"])).any())
+    assert summary["beats_references"] == {"mobilenet_v3_small@0.35": dominated}
+    assert json.loads((out / "summary.json").read_text())["beats_references"] == summary["beats_references"]
+    assert (out / "pareto.png").stat().st_size > 1000
+    # A resume with the same signal retrains nothing; a new reference is the only one trained.
+    again, _ = _search(tmp_path, ray_session, strategy="random", children=2, resume=True,
+                       references=("mobilenet_v3_small@0.35", "mobilenet_v2@0.35"))
+    entries = json.loads((out / "references.json").read_text())["references"]
+    assert entries["mobilenet_v3_small@0.35"] == entry
+    assert entries["mobilenet_v2@0.35"]["status"] == "ok"
+    assert [r["name"] for r in again["references"]] == ["mobilenet_v3_small", "mobilenet_v2"]
+    assert len(pd.read_csv(out / "trials.csv")) == 2
+    # Another signal (two threads per trial) is another comparison: the reference is trained again.
+    _search(tmp_path, ray_session, strategy="random", children=2, resume=True, cpus_per_trial=2.0,
+            references=("mobilenet_v3_small@0.35",))
+    retrained = json.loads((out / "references.json").read_text())["references"]["mobilenet_v3_small@0.35"]
+    assert retrained["signal"] != entry["signal"] and retrained["finished"] > entry["finished"]
+
+
+def test_an_unknown_reference_network_is_one_line_before_any_work(tmp_path):
+    from nas.runner import SearchConfig, SearchError, run_search
+
+    with pytest.raises(SearchError) as err:
+        run_search(SearchConfig(out=str(tmp_path / "run"), references=("mobilenet_v9",)))
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith("references: 'mobilenet_v9' is not a reference network; use one of ")
+    assert "mobilenet_v3_small" in str(err.value) and "NAME@0.75" in str(err.value)
+    assert not (tmp_path / "run").exists()
+    cli = subprocess.run([sys.executable, "-m", "nas.search", "--references", "mobilenet_v2@9", "--dry-run"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert cli.returncode == 2 and cli.stderr.count("\n") == 1
+    assert cli.stderr.startswith("error: argument --references: 'mobilenet_v2@9': width '9' is out of range")
+
+
 def test_diverging_children_get_the_invalid_reward(tmp_path, ray_session):
     summary, out = _search(tmp_path, ray_session, strategy="random", children=2,
                            proxy_overrides=dict(TINY, lr=1e12, grad_clip_norm=None))

@@ -370,6 +370,36 @@ def test_tiny_run_end_to_end(tmp_path, blobs, ray_session):
     assert journal.read_bytes() == damaged
 
 
+def test_zero_step_scores_recovery_fine_tune_and_noise_are_recorded(tmp_path, blobs, ray_session):
+    """T = 0: proposals are scored right after inheriting (untrained: after == before), only the
+    chosen one is fine-tuned (its accuracy is the next parent's), and each iteration's chosen
+    proposal is scored once more with another seed: noise, lead and margin in history.csv."""
+    out = tmp_path / "run"
+    run = {**TINY_RUN, "finetune_steps": 0}
+    result = run_netadapt(NetAdaptConfig(spec=TINY, budget_ratio=0.8, step_ratio=0.05, data=blobs, out=str(out),
+                                         chosen_finetune_steps=3, noise_seeds=1, **run))
+    assert result.status == "done" and result.iterations >= 1
+    history = pd.read_csv(out / "history.csv")
+    scored = history[(history["iteration"] > 0) & (history["status"] == "ok")]
+    assert (scored["accuracy_after"] == scored["accuracy_before"]).all()  # no short-term fine-tune
+    assert scored["seconds"].notna().all()
+    records = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    chosen = [r for r in records if r["type"] == "chosen"]
+    noise = [r for r in records if r["type"] == "noise"]
+    assert len(noise) == len(chosen) == result.iterations
+    assert all(r["recovery_steps"] == 3 for r in chosen)
+    assert all(0 <= r["accuracy"] <= 1 and r["score"] == pytest.approx(
+        history[(history["iteration"] == r["iteration"]) & history["chosen"]]["accuracy_after"].iloc[0]) for r in chosen)
+    rows = history[history["chosen"] & (history["iteration"] > 0)]
+    assert rows["noise"].notna().all() and rows["noise"].ge(0).all()
+    for column in ("lead", "margin", "lead_exceeds_noise", "margin_exceeds_noise", "noise_accuracy"):
+        assert column in history.columns
+    # the noise is the sd of the chosen proposal's two scores (its own and the other seed's)
+    first = chosen[0]
+    other = next(r for r in noise if r["iteration"] == first["iteration"])
+    assert first["noise"] == pytest.approx(abs(first["metric"] - other["metric"]) / 2 ** 0.5)
+
+
 def test_a_measured_target_profiles_the_widths_it_lacks_on_demand(tmp_path, blobs, ray_session):
     from latency import load_table
     from latency.backends import Protocol, get_backend
