@@ -18,9 +18,8 @@ SCHEDULES = ("constant", "decay")
 STATUSES = ("done", "within_budget", "unreachable", "stopped")
 # The proxy settings NetAdapt uses unless told otherwise (``proxy_overrides`` replace them): the
 # signal's own, with BN statistics measured on 32 batches (2,048 images) before every score instead
-# of 8: on V3-Small's first iteration the seed-to-seed noise of a proposal's score fell from 1.84 to
-# 0.83 accuracy points (T = 10) and from 0.69 to 0.51 (T = 0) going from 4 to 32 batches
-# (experiments.bench_netadapt --part noise; results/bench_netadapt.json).
+# of 8: fewer batches make the seed-to-seed noise of a proposal's score larger
+# (experiments.bench_netadapt --part noise --bn-batches N measures it).
 DEFAULT_PROXY: dict = {"bn_recalibration_batches": 32}
 MAX_PRETRAIN_EPOCHS = 1000
 MAX_PROXY_RESOLUTION = 512  # the proxy task trains small images; larger would not fit a batch in memory
