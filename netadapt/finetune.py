@@ -18,8 +18,8 @@ import time
 import torch
 
 from proxytask.data import ProxyData
-from proxytask.train import (ProxyConfig, TrainingDiverged, build_child, evaluate, recalibrate_bn, steps_per_epoch,
-                       torch_threads, train)
+from proxytask.train import (ProxyConfig, TrainingDiverged, build_child, evaluate, failure_reason, recalibrate_bn,
+                             steps_per_epoch, torch_threads, train)
 from search_spaces import ArchSpec
 
 from .weights import check_fits, inherit
@@ -94,6 +94,7 @@ def evaluate_proposal(job: dict, parent_state: dict, data: ProxyData) -> dict:
     except TrainingDiverged as err:
         result.update(status="diverged", reason=str(err))
     except Exception as err:  # a proposal that fails is recorded, not fatal
-        result.update(status="error", reason=f"{type(err).__name__}: {err}")
+        spec = job.get("spec")
+        result.update(status="error", reason=failure_reason(spec if isinstance(spec, dict) else "proposal", err))
     result.update(seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu_start)
     return result

@@ -37,6 +37,21 @@ LINEAR_INITS = ("fan_in", "builder")
 MAX_EPOCHS = 1000
 
 
+def failure_reason(spec, err: BaseException, limit: int = 300) -> str:
+    """One line naming the network and the cause of its failure: ``network NAME (hash H): Kind:
+    first line of the message`` (at most ``limit`` characters). Library errors such as autograd's
+    "one of the variables needed for gradient computation has been modified..." name neither."""
+    if isinstance(spec, dict):  # a spec as its dict (a job record)
+        name, digest = spec.get("name") or "unnamed", ""
+    else:
+        name, digest = (spec if isinstance(spec, str) else getattr(spec, "name", "")) or "unnamed", \
+            getattr(spec, "hash", "")
+    label = f"network {name}" + (f" (hash {digest[:12]})" if digest else "")
+    message = " ".join(str(err).split())  # one line, whatever the exception printed
+    line = f"{label}: {type(err).__name__}: {message}" if message else f"{label}: {type(err).__name__}"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 class TrainingDiverged(ArithmeticError):
     """The training loss became NaN or infinite at ``step``."""
 
@@ -511,7 +526,7 @@ def train_child(spec, data: ProxyData, config: ProxyConfig = ProxyConfig(),
     except Exception as err:  # a child that cannot be built or run is scored, not fatal
         return ChildResult(**result, seconds=time.perf_counter() - start, status="error",
                            cpu_seconds=time.process_time() - cpu_start,
-                           reason=f"{type(err).__name__}: {err}", history=history)
+                           reason=failure_reason(spec, err), history=history)
     result.update(accuracy=accuracy, val_loss=val_loss, test_accuracy=test_accuracy)
     seconds = time.perf_counter() - start
     if report is not None:

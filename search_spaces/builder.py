@@ -167,7 +167,10 @@ def build(spec: ArchSpec, *, bn_eps: float = BN_EPS, bn_momentum: float = BN_MOM
     if spec.head.hidden_channels is not None:
         classifier += [nn.Linear(channels, spec.head.hidden_channels), make_activation(spec.head.nonlinearity)]
         channels = spec.head.hidden_channels
-    classifier += [nn.Dropout(p=spec.dropout, inplace=True), nn.Linear(channels, spec.num_classes)]
+    # Out-of-place dropout: torchvision's in-place one overwrites the activation's output, which
+    # ReLU / ReLU6 (unlike h-swish) keep for their backward pass, so a ReLU head could not train.
+    # Same module layout (classifier.{0,1,2,3}), so weight import is unchanged.
+    classifier += [nn.Dropout(p=spec.dropout), nn.Linear(channels, spec.num_classes)]
     model = MobileNet(spec, nn.Sequential(*layers), nn.Sequential(*classifier))
     _init_weights(model)
     return model
