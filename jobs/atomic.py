@@ -7,12 +7,17 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
+from .files import check_write_target
+
 
 def atomic_write(path: str | Path, write: Callable[[IO], object], binary: bool = False) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``, so
-    that a kill leaves either the old or the new file (the project's one way to save progress)."""
+    that a kill leaves either the old or the new file (the project's one way to save progress).
+    A ``path`` that is a link out of its folder, or a folder, FIFO or device, is refused
+    (:class:`jobs.files.FileKindError`): a job writes only regular files inside its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_write_target(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:

@@ -7,23 +7,29 @@ Every journal of the project (the search's, NetAdapt's) is read back by one rule
   records start on a line of their own. Nothing else is ever cut;
 * any other line that is not a JSON object is damaged (a disk error, a hand edit): it is skipped
   with a :class:`JournalWarning` naming the file and the line, and every good record before and
-  after it is kept (blank lines hold nothing and are passed over);
+  after it is kept (blank lines hold nothing and are passed over). So is valid JSON of the wrong
+  shape: a non-finite number (``NaN``, ``1e400``), a line nested too deep, and a record the job's
+  ``check`` refuses (a missing or mistyped field, a sample of another space);
 * a journal that lacks records its job's state file counts as done, more than its damaged lines
   can account for (an empty or missing journal next to a state that counts children, another
   run's journal), is refused: :meth:`Journal.check_state` raises :class:`JournalMismatch`, one
   line naming both files.
 
-Records are written as strict JSON: NaN and infinities become ``null``.
+Records are written as strict JSON (:func:`jobs.jsonio.dumps`: NaN and infinities become ``null``).
+The journal is a regular file inside its job's folder: a link out of the folder, a FIFO, a
+device or a folder in its place is refused in one line (:class:`jobs.files.FileKindError`),
+never followed, truncated or waited on.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
+
+from .files import check_write_target, open_regular
+from .jsonio import dumps, loads
 
 
 class JournalWarning(UserWarning):
@@ -34,44 +40,52 @@ class JournalMismatch(ValueError):
     """A journal disagrees with its job's state file."""
 
 
-def _strict(value):
-    """JSON has no NaN: write None instead (read back as None)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    return value
-
-
 class Journal:
-    def __init__(self, path: str | Path):
+    """The journal at ``path``. ``check(record)`` (optional) says why a JSON object is not a record
+    of this job (a string, or None when it is one); a record it refuses is a damaged line."""
+
+    def __init__(self, path: str | Path, check: Callable[[dict], str | None] | None = None):
         self.path = Path(path)
+        self.check = check
         self.damaged: list[int] = []  # line numbers (from 1) the last read skipped
+
+    def _problem(self, raw: bytes) -> tuple[dict | None, str]:
+        """(the record of a line, "") or (None, why it is damaged)."""
+        try:
+            record = loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            return None, f"{raw[:60]!r} is not a JSON record: {' '.join(str(err).split())[:80]}"
+        if not isinstance(record, dict):
+            return None, f"{raw[:60]!r} is not a JSON record"
+        try:
+            problem = self.check(record) if self.check is not None else None
+        except Exception as err:  # noqa: BLE001 -- a check that trips over a shape is a damaged line
+            problem = f"{type(err).__name__}: {err}"
+        if problem:
+            return None, f"{raw[:60]!r}: {' '.join(str(problem).split())[:120]}"
+        return record, ""
 
     def _scan(self) -> tuple[list[dict], int | None, int]:
         """(good records, byte offset of a torn last line or None, its line number); warns of damage."""
         self.damaged = []
-        if not self.path.exists():
+        try:
+            with open_regular(check_write_target(self.path, what="journal"), what="journal") as f:
+                data = f.read()
+        except FileNotFoundError:
             return [], None, 0
-        data = self.path.read_bytes()
         lines = data.split(b"\n")  # the last item is b"" when the file ends with a newline
         records, offset = [], 0
         for number, raw in enumerate(lines[:-1], start=1):
             offset += len(raw) + 1
             if not raw.strip():
                 continue
-            try:
-                record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                record = None
-            if isinstance(record, dict):
+            record, problem = self._problem(raw)
+            if record is not None:
                 records.append(record)
                 continue
             self.damaged.append(number)
-            warnings.warn(f"{self.path}:{number}: damaged journal line skipped ({raw[:60]!r} is not a JSON "
-                          "record); the good records before and after it are kept", JournalWarning, stacklevel=3)
+            warnings.warn(f"{self.path}:{number}: damaged journal line skipped ({problem}); the good records "
+                          "before and after it are kept", JournalWarning, stacklevel=3)
         torn = offset if lines[-1] else None
         return records, torn, len(lines)
 
@@ -89,7 +103,8 @@ class Journal:
         return records
 
     def _truncate(self, size: int) -> None:
-        with open(self.path, "r+b") as f:
+        target = check_write_target(self.path, what="journal")
+        with open_regular(target, what="journal", write=True) as f:
             f.truncate(size)
             f.flush()
             os.fsync(f.fileno())
@@ -97,23 +112,30 @@ class Journal:
     def append(self, record: dict) -> None:
         """Write ``record`` as one line and fsync it (after cutting a torn last line, if any)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size:
-            with open(self.path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                clean_end = f.read(1) == b"\n"
-            if not clean_end:
-                self.repair()
-        with open(self.path, "a") as f:
-            f.write(json.dumps(_strict(record), allow_nan=False) + "\n")
+        line = (dumps(record) + "\n").encode()
+        target = check_write_target(self.path, what="journal")
+        with open_regular(target, what="journal", write=True) as f:
+            if f.seek(0, os.SEEK_END):
+                with open_regular(target, what="journal") as r:
+                    r.seek(-1, os.SEEK_END)
+                    clean_end = r.read(1) == b"\n"
+                if not clean_end:
+                    self.repair()
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
+
+    def check_target(self) -> None:
+        """Refuse now (:class:`jobs.files.FileKindError`), before any work, a journal path that is a
+        link out of its folder or not a regular file: the job could not write its records."""
+        check_write_target(self.path, what="journal")
 
     def check_state(self, records: list[dict], state_path: str | Path, done: Iterable, key: str = "index") -> None:
         """Refuse (:class:`JournalMismatch`) when the job's state file at ``state_path`` counts ``done``
         records (values of ``key``) that ``records`` (this journal's last read) lack, more of them
         than the damaged lines of that read can account for; warn of those the damage cost."""
         done = set(done)
-        missing = sorted(done - {r.get(key) for r in records})
+        missing = sorted(done - {r.get(key) for r in records if isinstance(r.get(key), (int, str))}, key=str)
         if not missing:
             return
         shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")

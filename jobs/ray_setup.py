@@ -23,7 +23,23 @@ def start_ray(*, address: str | None = None, cpus: float = 1.0) -> bool:
         return False
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     init = {"address": address} if address else {"num_cpus": max(1, math.ceil(cpus)), "include_dashboard": False}
-    ray.init(log_to_driver=False, configure_logging=False, **init)
+    import signal
+
+    from .signals import Stopped, deferred, reinstall
+
+    try:
+        with deferred():  # a stop signal waits for Ray to be up (a half-made start-up crashes at exit)
+            try:
+                ray.init(log_to_driver=False, configure_logging=False, **init)
+            except SystemExit as exit_:  # ray.init's own SIGTERM handler fired during its start-up
+                if exit_.code != signal.SIGTERM:
+                    raise
+                raise Stopped(signal.SIGTERM) from None
+            finally:
+                reinstall()  # ray.init sets its own SIGTERM handler; a job stopping on signals keeps its own
+    except Stopped:
+        ray.shutdown()
+        raise
     return True
 
 

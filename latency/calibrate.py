@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from jobs import atomic_write_text
+from jobs.cli import ArgumentParser, check_output_dir
 from search_spaces import reference
-from search_spaces.cliargs import ArgumentParser, check_output_dir
 from search_spaces.references import RESOLUTIONS, WIDTHS
 
 from . import pixel1
-from .table import atomic_write_text
 
 LOO_MAPE_MAX = 0.10
 TABLE3_MAX_ERROR = 0.10

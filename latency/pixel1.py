@@ -77,11 +77,12 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from jobs import atomic_write_text
 from search_spaces import ArchSpec, OpKey, OpKeyError, reference
 from search_spaces.cost import op_layers
 from search_spaces.transforms import hswish_from, with_nonlinearity
 
-from .table import COLUMNS, LatencyTable, MeasuredTable, atomic_write_text, key_columns, now_iso
+from .table import COLUMNS, LatencyTable, MeasuredTable, key_columns, now_iso
 
 SOURCE = ("calibrated from published measurements (Howard et al. 2019, Tables 3 and 5), not measured")
 PAPER = "Howard et al., 'Searching for MobileNetV3', ICCV 2019"

@@ -16,7 +16,7 @@ import json
 import sys
 
 from search_spaces import SpecError
-from search_spaces.cliargs import ArgumentParser, integer, positive_float
+from jobs.cli import ArgumentParser, integer, positive_float
 from search_spaces.spec import resolve_spec
 
 from .predictor import predict

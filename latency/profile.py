@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from search_spaces import SpecError
-from search_spaces.cliargs import ArgumentParser, check_output_file, integer
+from jobs.cli import ArgumentParser, check_output_file, integer
 from search_spaces.spec import resolve_spec
 
 from .backends import STATISTICS, BackendUnavailable, Protocol, backend_names, get_backend
@@ -35,7 +35,7 @@ def space_ops(name: str, resolution: int | None = None) -> list:
     return space.all_op_keys(resolution=resolution) if resolution else space.all_op_keys()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m latency.profile", description=__doc__.splitlines()[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--target", help="take backend, threads and table path from this target")
@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="ops compiled and interleaved together (more spreads each op's rounds over a longer time)")
     parser.add_argument("--seed", type=integer(0, "a random seed"), default=0)
     parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def checked_args(parser: ArgumentParser, argv: list[str] | None):
+    """The parsed flags, with backend, threads and table path taken from ``--target`` where not
+    given, every one checked (one usage line, exit 2) before any work."""
     args = parser.parse_args(argv)
     # An empty value is a mistake, never "not given": refuse it before any default fills in.
     for flag, value, fix in (("--target", args.target, f"one of {', '.join(target_names())} or a target YAML"),
@@ -79,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --backend and --out (or --target)")
     check_output_file("--out", args.out)
     args.out = Path(args.out)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = checked_args(build_parser(), argv)
     try:
         backend = get_backend(args.backend, args.threads or 1)
         if args.space is not None:

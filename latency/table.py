@@ -16,7 +16,6 @@ from two devices, runtimes or protocols cannot be mixed by accident.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -24,7 +23,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from jobs.atomic import atomic_write, atomic_write_text  # noqa: F401 - re-exported: callers import them from here
+from jobs.atomic import atomic_write_text
+from jobs.jsonio import dumps
 from search_spaces import OpKey
 
 COLUMNS = ["op_key", "median_ms", "min_ms", "mean_ms", "iqr_ms", "count", "overhead_ms", "operator", "resolution",
@@ -180,17 +180,27 @@ class MeasuredTable(LatencyTable):
 
     def save(self, path: str | Path | None = None) -> Path:
         path = Path(path or self.path)
-        atomic_write_text(self.provenance_path(path), json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(self.provenance_path(path), dumps(self.provenance, indent=2, sort_keys=True) + "\n")
         atomic_write_text(path, self.rows.reset_index().reindex(columns=COLUMNS).to_csv(index=False))
         self.path = path
         return path
 
 
+TABLE_STATISTICS = ("min", "median")  # the statistics a table's rows can hold (latency.backends.STATISTICS)
+
+
 def protocol_statistic(provenance: Mapping) -> str:
     """The statistic a table's rows report: its protocol's, or ``median`` (tables from before the
-    choice existed, and model tables whose ``protocol`` is a description)."""
-    protocol = provenance.get("protocol")
-    return protocol.get("statistic", "median") if isinstance(protocol, Mapping) else "median"
+    choice existed, and model tables whose ``protocol`` is a description). Any other value is a
+    ``ValueError`` (a hand-edited or foreign provenance), never silently the median."""
+    protocol = provenance.get("protocol") if isinstance(provenance, Mapping) else None
+    if not isinstance(protocol, Mapping):
+        return "median"
+    statistic = protocol.get("statistic", "median")
+    if statistic not in TABLE_STATISTICS:
+        raise ValueError(f"provenance protocol.statistic: {str(statistic)[:40]!r} is not one of "
+                         f"{', '.join(TABLE_STATISTICS)}; measure the table again with python -m latency.profile")
+    return statistic
 
 
 def empty_rows() -> pd.DataFrame:
@@ -206,6 +216,9 @@ def _finite_number(value) -> bool:
 
 def correction_problem(correction: Mapping) -> str | None:
     """Why a stored ``network_correction`` cannot be used (None if it can)."""
+    if not isinstance(correction, Mapping):
+        return (f"provenance network_correction: {str(correction)[:40]!r} is not a mapping of scale and offset_ms; "
+                "refit it with python -m latency.validate")
     scale, offset = correction.get("scale", 1.0), correction.get("offset_ms", 0.0)
     if not _finite_number(scale) or float(scale) <= 0:
         return (f"provenance network_correction.scale: {scale!r} is not a finite number > 0; "
@@ -252,6 +265,37 @@ def row_problems(rows: pd.DataFrame, latency_column: str) -> dict[int, str]:
     return problems
 
 
+MAX_TABLE_BYTES = 64 << 20  # a table of every op of every space is a few MB
+
+
+def _read_provenance(prov_path: Path) -> dict:
+    """The provenance sidecar: a JSON object of finite numbers, in a regular file (ValueError naming it)."""
+    from jobs.jsonio import JSONShapeError, read_json
+
+    try:
+        # NaN is read: a non-finite correction is refused (or dropped by a repair) by name below
+        return read_json(prov_path, what="latency table provenance", max_bytes=MAX_TABLE_BYTES, finite_only=False)
+    except JSONShapeError as err:
+        raise ValueError(f"{err}; measure the table again with python -m latency.profile") from None
+
+
+def _read_rows(path: Path) -> pd.DataFrame:
+    """The CSV rows of a table, read from a regular file; a parse error is a ValueError naming the file."""
+    import io
+
+    from jobs.files import FileKindError, read_bytes
+
+    try:
+        data = read_bytes(path, what="latency table", max_bytes=MAX_TABLE_BYTES)
+        return pd.read_csv(io.BytesIO(data), encoding="utf-8")
+    except FileKindError:
+        raise
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:  # EmptyDataError is a ValueError
+        raise ValueError(f"latency table {str(path)!r} is not a readable CSV table "
+                         f"({' '.join(str(err).split())[:160]}); measure it again with python -m latency.profile") \
+            from None
+
+
 def load_table(path: str | Path, name: str | None = None, *, repair: bool = False) -> MeasuredTable:
     """Read ``path`` (CSV) and its provenance sidecar.
 
@@ -262,21 +306,25 @@ def load_table(path: str | Path, name: str | None = None, *, repair: bool = Fals
     ``table.dropped``, so that the rerun measures those ops again.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"latency table {str(path)!r} does not exist; build it with python -m latency.profile")
     prov_path = MeasuredTable.provenance_path(path)
-    if not prov_path.is_file():
+    if not prov_path.exists():
         raise ValueError(f"latency table {str(path)!r} has no provenance file {prov_path.name}; "
                          "tables without provenance are refused")
-    provenance = json.loads(prov_path.read_text())
-    rows = pd.read_csv(path)
-    statistic = protocol_statistic(provenance)
+    provenance = _read_provenance(prov_path)
+    rows = _read_rows(path)
+    try:
+        statistic = protocol_statistic(provenance)
+    except ValueError as err:
+        raise ValueError(f"latency table {str(path)!r}: {err} ({prov_path.name})") from None
     missing_cols = [c for c in ("op_key", "min_ms" if statistic == "min" else "median_ms") if c not in rows.columns]
     if missing_cols:
         raise ValueError(f"latency table {str(path)!r}: column {missing_cols[0]!r} missing")
     problems = row_problems(rows, "min_ms" if statistic == "min" else "median_ms")
     dropped = list(problems.values())
-    correction = correction_problem(provenance.get("network_correction") or {})
+    correction = correction_problem(provenance["network_correction"] if provenance.get("network_correction")
+                                    is not None else {})
     if problems and not repair:
         raise BadRowsError(path, dropped)
     if correction and not repair:

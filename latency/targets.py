@@ -23,7 +23,7 @@ from typing import Callable
 
 import yaml
 
-from search_spaces.safe_io import InputError, echo, load_yaml, read_text, shorten, yaml_problem
+from jobs.safe_io import InputError, echo, load_yaml, read_text, shorten, yaml_problem
 
 TARGET_DIR = Path(__file__).parent / "targets"
 KINDS = ("measured", "model")

@@ -33,13 +33,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from jobs import atomic_write_text
+from jobs.cli import ArgumentParser, check_output_dir, check_output_file, fail, integer
 from search_spaces import ArchSpec, SpecError, reference
-from search_spaces.cliargs import ArgumentParser, check_output_dir, check_output_file, fail, integer
 
 from .backends import STATISTICS, BackendUnavailable, Protocol, backend_names, get_backend
 from .predictor import predict
 from .profiler import elapsed, ops_for_specs, profile_ops
-from .table import ProvenanceMismatch, atomic_write_text, load_table
+from .table import ProvenanceMismatch, load_table
 
 REFERENCE_NETS = (("mobilenet_v3_large", 1.0), ("mobilenet_v3_large", 0.75), ("mobilenet_v3_small", 1.0),
                   ("mobilenet_v3_small", 0.75), ("mobilenet_v2", 1.0), ("mobilenet_v2", 0.35), ("mnasnet_a1", 1.0),

@@ -22,9 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from jobs import atomic_write_text
+from jobs import atomic_savefig, atomic_write_text, run_lock
+from jobs.jsonio import JSONShapeError, dumps, read_json
 from jobs.ray_setup import ray_running
+from jobs.stats import finite_or_none
 from latency import predict_ms, table_for
+from proxytask.profiles import signal_change, signal_digest, signal_key
 from search_spaces import ArchSpec, reference, reference_names
 from search_spaces.spaces import get_space
 
@@ -33,6 +36,8 @@ from .strategies import make_strategy
 
 RESUME_KEYS = ("space", "strategy", "target", "target_ms", "w", "alpha", "beta", "seed", "data", "epochs",
                "proxy_resolution", "proxy_overrides", "profile")
+# Resume keys added later, with the value a config.json written before them means.
+RESUME_DEFAULTS = {"signal_kind": "scratch", "supernet_epochs": None}
 
 
 @dataclass
@@ -64,6 +69,10 @@ class SearchConfig:
     # search_spaces.reference_names(), NAME@WIDTH for another width; None: the space's own
     # reference (if it has one); (): none. Not a resume key: a resume trains only the missing ones.
     references: tuple[str, ...] | None = None
+    # How children are scored: "scratch" (trained from scratch, proxytask.train) or "supernet"
+    # (inherited weights of a supernet trained first, or reused from runs/supernet/; proxytask.supernet).
+    signal_kind: str = "scratch"
+    supernet_epochs: float | None = None  # None: proxytask.supernet's main-job setting
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -98,8 +107,8 @@ def reference_problem(item: str) -> str | None:
     """Why ``item`` is not ``NAME`` or ``NAME@WIDTH`` of a reference network (None if it is)."""
     from argparse import ArgumentTypeError
 
-    from search_spaces.cliargs import number
-    from search_spaces.safe_io import echo
+    from jobs.cli import number
+    from jobs.safe_io import echo
 
     name, sep, width = str(item).strip().partition("@")
     if name not in reference_names():
@@ -138,24 +147,34 @@ def reference_label(name: str, width: float) -> str:
     return name if width == 1.0 else f"{name}@{width:g}"
 
 
-def _finite(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def _prepare_run_dir(config: SearchConfig) -> Path:
+def _prepare_run_dir(config: SearchConfig, sig) -> Path:
     out = Path(config.out).resolve()
     saved = out / "config.json"
     if saved.exists() and not config.resume:
         raise SearchError(f"out: {out} already holds a search; pass --resume to continue it or choose another --out")
     if config.resume and saved.exists():
-        previous = json.loads(saved.read_text())
-        for key in RESUME_KEYS:
-            if previous.get(key) != getattr(config, key):
+        try:
+            previous = read_json(saved, what="search config")
+        except JSONShapeError as err:
+            raise SearchError(f"{err}; restore it, or start a new search in another --out") from None
+        for key in RESUME_KEYS + tuple(RESUME_DEFAULTS):
+            if previous.get(key, RESUME_DEFAULTS.get(key)) != getattr(config, key):
                 raise SearchError(f"resume: {key} was {previous.get(key)!r} in {saved}, now {getattr(config, key)!r}; "
                                   "resume with the same settings")
+        _check_same_signal(previous, sig, saved)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(saved, dumps({**config.to_dict(), "signal": signal_key(sig),
+                                    "signal_digest": signal_digest(sig)}, indent=2) + "\n")
     return out
+
+
+def _check_same_signal(previous: dict, sig, saved: Path) -> None:
+    """Refuse a resume whose resolved accuracy signal differs from the one the run started with
+    (``signal_digest`` in ``config.json``): the same flags can resolve to another signal."""
+    digest = previous.get("signal_digest")
+    if digest is not None and digest != signal_digest(sig):
+        raise SearchError(f"resume: the accuracy signal changed: {signal_change(previous.get('signal'), signal_key(sig))}"
+                          f" (in {saved}); start a new --out, or resume with the flags the run started with")
 
 
 def beaten(reference: dict, ok: pd.DataFrame) -> bool | None:
@@ -204,7 +223,7 @@ def write_outputs(out: Path, records: list[dict], space, target_ms: float, confi
                        best_test_accuracy=test,
                        best_latency_ms=float(best["latency_ms"]), best_hash=best["hash"], best_index=int(best["index"]))
         pareto_plot(ok, out / "pareto.png", target_ms, config, references)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -248,9 +267,7 @@ def pareto_plot(ok: pd.DataFrame, path: Path, target_ms: float, config: SearchCo
     ax.set(xlabel=f"predicted latency on {config.target} (ms)", ylabel="proxy validation accuracy (%)",
            title=f"{config.strategy} search over {config.space}, w = {config.w}")
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    atomic_savefig(fig, path)  # rewritten after every child: a kill never leaves a torn PNG
 
 
 class References:
@@ -278,11 +295,11 @@ class References:
         if not self.path.exists():
             return {}
         try:
-            entries = json.loads(self.path.read_text())["references"]
+            entries = read_json(self.path, what="references file")["references"]
             if not isinstance(entries, dict):
                 raise TypeError("'references' is not a mapping")
             return entries
-        except (json.JSONDecodeError, KeyError, TypeError) as err:  # a cache: retraining repairs it
+        except (JSONShapeError, KeyError, TypeError) as err:  # a cache: retraining repairs it
             warnings.warn(f"{self.path}: unreadable ({err}); its reference networks are trained again", stacklevel=3)
             return {}
 
@@ -316,14 +333,14 @@ class References:
 
     def _record(self, label: str, name: str, width: float, spec: ArchSpec, result: dict) -> dict:
         status = result.get("status", "error")
-        accuracy = _finite(result.get("accuracy")) if status == "ok" else None
+        accuracy = finite_or_none(result.get("accuracy")) if status == "ok" else None
         entry = self._scored({"name": name, "width": width, "hash": spec.hash, "signal": self.signal,
                               "status": status, "reason": result.get("reason", ""), "accuracy": accuracy,
-                              "test_accuracy": _finite(result.get("test_accuracy")) if status == "ok" else None,
-                              "seconds": _finite(result.get("seconds")), "finished": time.time()}, spec)
+                              "test_accuracy": finite_or_none(result.get("test_accuracy")) if status == "ok" else None,
+                              "seconds": finite_or_none(result.get("seconds")), "finished": time.time()}, spec)
         self.entries[label] = entry
-        atomic_write_text(self.path, json.dumps({"signal": self.trial_config, "signal_digest": self.signal,
-                                                 "references": self.entries}, indent=2) + "\n")
+        atomic_write_text(self.path, dumps({"signal": self.trial_config, "signal_digest": self.signal,
+                                            "references": self.entries}, indent=2) + "\n")
         return entry
 
     def train(self, progress: bool = False) -> None:
@@ -334,7 +351,8 @@ class References:
             return
         import ray
 
-        from search_spaces.safe_io import shorten
+        from jobs.ray_pool import at_most
+        from jobs.safe_io import shorten
 
         from .trial import child_trainable
 
@@ -345,21 +363,19 @@ class References:
             from tqdm import tqdm
 
             bar = tqdm(total=len(todo), unit="reference", desc="references", smoothing=0)
-        pending: dict = {}
+        started: dict = {}
+
+        def submit(item):
+            label, _, _, spec = item
+            started[label] = time.monotonic()
+            # index -1: a reference is no child of the search
+            return task.remote(dict(self.trial_config, spec=spec.to_dict(), hash=spec.hash, index=-1))
+
         try:
-            while todo or pending:
-                while todo and len(pending) < max(1, c.concurrency):
-                    label, name, width, spec = todo.pop(0)
-                    # index -1: no child's index, so child_trainable's failure hook never fires here
-                    config = dict(self.trial_config, spec=spec.to_dict(), hash=spec.hash, index=-1)
-                    pending[task.remote(config)] = (label, name, width, spec, time.monotonic())
-                [ready], _ = ray.wait(list(pending), num_returns=1)
-                label, name, width, spec, started = pending.pop(ready)
-                try:
-                    result = ray.get(ready)
-                except Exception as err:  # noqa: BLE001 -- recorded like a crashed child, never a traceback
+            for (label, name, width, spec), result, err in at_most(c.concurrency, todo, submit):
+                if err is not None:  # recorded like a crashed child, never a traceback
                     result = {"status": "error", "reason": shorten(f"{type(err).__name__}: {err}", 300),
-                              "seconds": time.monotonic() - started}
+                              "seconds": time.monotonic() - started[label]}
                 entry = self._record(label, name, width, spec, result)
                 if bar is not None:
                     bar.update(1)
@@ -373,8 +389,6 @@ class References:
         finally:
             if bar is not None:
                 bar.close()
-            for ref in pending:
-                ray.cancel(ref, force=True)
 
 
 def search_signal(config: SearchConfig):
@@ -382,27 +396,65 @@ def search_signal(config: SearchConfig):
     ``config.profile`` (default ``gpu`` when trials get GPUs, else ``cpu``), then ``--epochs``,
     ``--proxy-resolution`` and ``--proxy`` overrides, the seed and the threads of a trial. A bad
     setting is a SearchError naming it, raised before any work starts."""
-    from proxytask.profiles import signal
+    from proxytask.profiles import resolved_signal
 
-    profile = config.profile or ("gpu" if config.gpus_per_trial > 0 else "cpu")
     overrides = dict(config.proxy_overrides)
     if config.epochs is not None:
         overrides["epochs"] = config.epochs
     if config.proxy_resolution is not None:
         overrides["resolution"] = config.proxy_resolution
     overrides.update(seed=config.seed, threads=max(1, int(config.cpus_per_trial)))
-    if config.gpus_per_trial <= 0 and "device" not in config.proxy_overrides:
-        overrides["device"] = "cpu"  # the gpu profile's settings on a CPU-only run
     try:
-        sig = signal(profile, data=config.data, overrides=overrides)
+        sig = resolved_signal(config.profile, gpus=config.gpus_per_trial, data=config.data, overrides=overrides)
     except ValueError as err:
         raise SearchError(str(err)) from None
     if sig.proxy.device.startswith("cuda") and config.gpus_per_trial <= 0:
         raise SearchError(f"proxy.device: {sig.proxy.device!r} needs GPUs for the trials; pass --gpus-per-trial 1 "
                           "(or a fraction to share a GPU), or leave the device at cpu")
-    if config.gpus_per_trial > 0 and "device" not in config.proxy_overrides and not sig.proxy.device.startswith("cuda"):
-        sig = dataclasses.replace(sig, proxy=sig.proxy.replace(device="cuda"))  # Ray sets CUDA_VISIBLE_DEVICES
     return sig
+
+
+def resolved_target_ms(config: SearchConfig, space=None) -> tuple[float, str]:
+    """The target latency a search uses and where it comes from (``--target-ms``, or the space's
+    reference network predicted on the target; None while a measured table lacks its ops: they
+    are profiled when the run starts)."""
+    if config.target_ms:
+        return config.target_ms, "given (--target-ms)"
+    from latency import MissingOpsError
+    from latency.predictor import resolve_table
+
+    space = space or get_space(config.space)
+    name = space.reference or "mobilenet_v3_large"
+    about = f"{name} at width 1.0 as predicted on {config.target} (the {config.space} space's reference)"
+    try:  # the table as it is: planning profiles nothing
+        return predict_ms(reference(name, 1.0, space.resolution), resolve_table(config.target)), about
+    except (MissingOpsError, FileNotFoundError) as err:
+        lacks = f"lacks {len(err.missing)} op(s)" if isinstance(err, MissingOpsError) else "is not built"
+        return None, f"{about}; not known yet: the table {lacks}; ops are profiled when the run starts"
+
+
+def search_plan(config: SearchConfig) -> dict:
+    """What :func:`run_search` will run, resolved (``--dry-run``): the settings, the target latency
+    and its source, the accuracy signal. A bad setting is a SearchError; nothing is written."""
+    sig = search_signal(config)
+    target_ms, source = resolved_target_ms(config)
+    return {"config": config.to_dict(), "target": config.target, "target_ms": target_ms, "target_ms_source": source,
+            "signal": sig.describe(), "signal_digest": signal_digest(sig)}
+
+
+def plan_words(plan: dict) -> str:
+    """:func:`search_plan` in words a person reads."""
+    from proxytask.profiles import signal_words
+
+    c = plan["config"]
+    return "\n".join([
+        f"target latency: {'?' if plan['target_ms'] is None else format(plan['target_ms'], '.2f')} ms on "
+        f"{plan['target']}, from {plan['target_ms_source']}",
+        f"accuracy signal: {signal_words(plan['signal'])}",
+        f"search: {c['strategy']} over the {c['space']} space, {c['children']} children, {c['concurrency']} at a time "
+        f"({c['cpus_per_trial']:g} CPU, {c['gpus_per_trial']:g} GPU each), w = {c['w']:g}, seed {c['seed']}",
+        f"output: {c['out']}{' (resumed)' if c['resume'] else ''}",
+        "dry run: nothing was trained or written (--json prints this as JSON)"])
 
 
 def _fit(config: SearchConfig, out: Path, searcher) -> None:
@@ -426,6 +478,33 @@ def _fit(config: SearchConfig, out: Path, searcher) -> None:
 
 
 def run_search(config: SearchConfig) -> dict:
+    """The search of ``config``, holding the lock of its folder (:func:`jobs.run_lock`: a second
+    run, or a resume, into a folder whose run is alive is :class:`jobs.RunLocked`)."""
+    with run_lock(config.out, what="search folder"):
+        return _run_search(config)
+
+
+def _strategy(config: SearchConfig, space):
+    """The search strategy of ``config`` over the decisions of ``space``, seeded."""
+    counts = [len(opts) for _, _, opts in space.decisions]
+    options = {"batch_size": config.rl_batch_size} if config.strategy == "rl" else {}
+    return make_strategy(config.strategy, counts, seed=config.seed, **options)
+
+
+def _trial_config(config: SearchConfig, space, sig) -> dict:
+    """What every child's trial gets: the signal's data and proxy settings, whether it has GPUs,
+    and with ``signal_kind`` ``supernet`` the trained supernet (trained here first if needed)."""
+    trial_config = {"data": sig.data, "patch": sig.patch, "proxy": dataclasses.asdict(sig.proxy),
+                    "use_gpu": config.gpus_per_trial > 0}
+    if config.signal_kind == "supernet":
+        from .trial import prepare_supernet
+
+        trial_config.update(prepare_supernet(space, sig, epochs=config.supernet_epochs, progress=config.progress,
+                                             threads=int(config.concurrency * config.cpus_per_trial)))
+    return trial_config
+
+
+def _run_search(config: SearchConfig) -> dict:
     import torch
 
     from .searcher import StrategySearcher
@@ -434,15 +513,11 @@ def run_search(config: SearchConfig) -> dict:
     space = get_space(config.space)
     networks = reference_networks(config, space)  # a bad name fails here, before any work
     target_ms, reference_name = (config.target_ms, None) if config.target_ms else default_target_ms(space, config.target)
-    out = _prepare_run_dir(config)
-    torch.set_num_threads(1)  # the controller is tiny; leave the cores to the children
-    counts = [len(opts) for _, _, opts in space.decisions]
-    options = {"batch_size": config.rl_batch_size} if config.strategy == "rl" else {}
-    strategy = make_strategy(config.strategy, counts, seed=config.seed, **options)
     sig = search_signal(config)
-    trial_config = {"data": sig.data, "patch": sig.patch, "proxy": dataclasses.asdict(sig.proxy),
-                    "use_gpu": config.gpus_per_trial > 0}
-
+    out = _prepare_run_dir(config, sig)
+    torch.set_num_threads(1)  # the controller is tiny; leave the cores to the children
+    strategy = _strategy(config, space)
+    trial_config = _trial_config(config, space, sig)
     bar = None
     latency = _latency_fn(config.target)
     references = References(out, networks, space, trial_config, latency, target_ms, config)
@@ -484,5 +559,5 @@ def run_search(config: SearchConfig) -> dict:
     summary = write_outputs(out, searcher.records, space, target_ms, config, references.results())
     summary.update(elapsed_s=round(time.monotonic() - start, 1), out=str(out), reference=reference_name,
                    strategy_updates=getattr(strategy, "updates", None), stopped=searcher.stopped)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", dumps(summary, indent=2) + "\n")
     return summary

@@ -11,18 +11,18 @@ import json
 import math
 import sys
 
-from jobs.cli import parse_overrides
-from proxytask import PROFILE_NAMES, SOURCE_KINDS
+from jobs.cli import (ArgumentParser, check_data_and_out, check_loads, check_settings, checked_overrides, fail, integer,
+                      number, parse_overrides)
+from jobs.jsonio import dumps
+from jobs.lock import RunLocked
+from jobs.signals import stop_on_signals, stopped_by, stopped_line
 from latency import MissingOpsError, TargetError
+from proxytask import MAX_EPOCHS, MAX_PROXY_RESOLUTION, PROFILE_NAMES, SOURCE_KINDS
 from search_spaces import SpecError
-from search_spaces.cliargs import (ArgumentParser, check_data_and_out, check_loads, check_settings, checked_overrides,
-                                   fail, integer, number)
 
-from .runner import SearchConfig, SearchError, reference_problem, run_search
+from .runner import SearchConfig, SearchError, plan_words, reference_problem, run_search, search_plan, search_signal
 from .reward import W_LARGE
 
-MAX_EPOCHS = 1000
-MAX_PROXY_RESOLUTION = 512  # the proxy task trains small images; larger would not fit a batch in memory
 
 
 def build_parser() -> ArgumentParser:
@@ -69,9 +69,17 @@ def build_parser() -> ArgumentParser:
                    help="reference networks trained with the children's signal and marked on pareto.png, e.g. "
                         "mobilenet_v3_large,mobilenet_v3_large@0.75 (default: the space's reference; none: no "
                         "references)")
+    p.add_argument("--signal", choices=["scratch", "supernet"], default=d.signal_kind,
+                   help="how children are scored: scratch (each trained from scratch) or supernet (inherited weights "
+                        "of a supernet trained first, or reused from runs/supernet/; proxytask.supernet)")
+    p.add_argument("--supernet-epochs", type=number("a number of epochs", above=0, maximum=MAX_EPOCHS),
+                   help="with --signal supernet: epochs of supernet training (default: proxytask.supernet's main-job "
+                        "setting)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true",
-                   help="check every argument, print the settings and exit without training")
+                   help="check every argument, say what would run (the target latency and where it comes from, "
+                        "the accuracy signal) and exit without training")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as one JSON line, for tools")
     return p
 
 
@@ -108,19 +116,26 @@ def config_from_args(a, parser: ArgumentParser) -> SearchConfig:
                                   example="lr=0.05", owned=owned)
     flags = {"epochs": a.epochs} if a.epochs is not None else {}
     check_settings(ProxyConfig, {**overrides, **flags, "seed": a.seed}, maxima={"epochs": MAX_EPOCHS})
-    proxy_device = overrides.get("device", "cuda" if a.gpus_per_trial > 0 else "cpu")
-    if str(proxy_device).startswith("cuda") and a.gpus_per_trial <= 0:
-        fail("--proxy", f"device={proxy_device} needs GPUs for the trials; add --gpus-per-trial 1 (or a fraction)")
     check_loads((("--target", lambda: load_target(a.target)), ("--space", lambda: get_space(a.space))))
     check_data_and_out(a.data, a.out, SOURCE_KINDS)
+    from proxytask.sources import data_problem  # lists a folder source's layout; decodes nothing
+
+    if (problem := data_problem(a.data)) is not None:
+        fail("--data", problem)
     references = references_from_arg(a.references)
     alpha, beta = (0.0, -1.0) if a.hard else (a.alpha, a.beta)
-    return SearchConfig(target=a.target, target_ms=a.target_ms, w=a.w, alpha=alpha, beta=beta, space=a.space,
+    config = SearchConfig(target=a.target, target_ms=a.target_ms, w=a.w, alpha=alpha, beta=beta, space=a.space,
                         strategy=a.strategy, children=a.children, epochs=a.epochs, data=a.data,
                         proxy_resolution=a.proxy_resolution, profile=a.profile, out=a.out, seed=a.seed, concurrency=a.concurrency,
                         cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, retries=a.retries,
                         address=a.address, resume=a.resume, rl_batch_size=a.rl_batch_size, progress=not a.no_progress,
-                        proxy_overrides=overrides, references=references)
+                        proxy_overrides=overrides, references=references, signal_kind=a.signal,
+                        supernet_epochs=a.supernet_epochs)
+    try:
+        search_signal(config)  # the resolved signal: a cuda device without GPUs, a setting the profile refuses
+    except SearchError as err:
+        fail("--proxy", str(err))
+    return config
 
 
 def parse_args(argv=None) -> SearchConfig:
@@ -130,15 +145,37 @@ def parse_args(argv=None) -> SearchConfig:
 
 
 def main(argv=None) -> int:
+    """The command; Ctrl-C (SIGINT) or SIGTERM stop it promptly with one line saying how to resume,
+    the journal intact, exit status 130 / 143 (:mod:`jobs.signals`)."""
+    try:
+        with stop_on_signals():
+            code = _main(argv)
+        stop = stopped_by(None)  # a stop that a library turned into an ordinary end
+    except BaseException as error:  # noqa: BLE001 -- only a stop signal's consequences are handled here
+        stop = stopped_by(error)
+        if stop is None:
+            raise
+    if stop is None:
+        return code
+    print(stopped_line(stop, "child"), file=sys.stderr)
+    return stop.status
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
     if args.dry_run:
-        print(json.dumps(config.to_dict()))
+        try:
+            plan = search_plan(config)
+        except (SearchError, TargetError, MissingOpsError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(dumps(plan) if args.json else plan_words(plan))
         return 0
     try:
         summary = run_search(config)
-    except (SearchError, SpecError, TargetError, MissingOpsError, FileNotFoundError, ValueError) as err:
+    except (SearchError, SpecError, TargetError, MissingOpsError, FileNotFoundError, ValueError, RunLocked) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if summary.get("stopped"):

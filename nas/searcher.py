@@ -19,7 +19,7 @@ early and says why in :attr:`StrategySearcher.stopped`.
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,12 +27,75 @@ from typing import Callable
 from ray.tune.search import Searcher
 
 from jobs import Journal, atomic_write_text
+from jobs.jsonio import JSONShapeError, dumps, read_json
 from search_spaces.spaces import SearchSpace
 
 from .reward import INVALID_REWARD, reward
 from .strategies import Strategy
 
 MAX_DUPLICATES_IN_A_ROW = 1000
+
+
+def _number(value) -> bool:
+    """A finite JSON number (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _index(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def record_problem(record: dict, counts: list[int]) -> str | None:
+    """Why a journal line is not a child of this search (None if it is): a missing or mistyped
+    field, a non-finite number, a sample of another space (``counts``: options per decision)."""
+    if not _index(record.get("index")):
+        return f"index {record.get('index')!r} is not a child's index"
+    sample = record.get("sample")
+    if not (isinstance(sample, list) and len(sample) == len(counts)
+            and all(_index(v) and v < n for v, n in zip(sample, counts))):
+        return "sample is not a sample of this search's space"
+    if not _number(record.get("reward")):
+        return f"reward {str(record.get('reward'))[:40]!r} is not a finite number"
+    if not isinstance(record.get("status"), str):
+        return "status is not a string"
+    if not isinstance(record.get("hash"), str):
+        return "hash is not a string"
+    tokens = record.get("tokens")
+    if not (isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)):
+        return "tokens is not a list of strings"
+    if not isinstance(record.get("trained", True), bool):
+        return "trained is not true or false"
+    for key in ("accuracy", "test_accuracy"):
+        if record.get(key) is not None and not (_number(record[key]) and 0 <= record[key] <= 1):
+            return f"{key} {str(record[key])[:40]!r} is not an accuracy in [0, 1] or null"
+    for key in ("wall_s", "lut_hits", "lut_misses", "madds", "params"):
+        if record.get(key) is not None and not _number(record[key]):
+            return f"{key} {str(record[key])[:40]!r} is not a finite number or null"
+    for key in ("name", "trial_id", "reason", "status_detail"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            return f"{key} is not a string"
+    if not _number(record.get("latency_ms")) or record["latency_ms"] <= 0:
+        return f"latency_ms {record.get('latency_ms')!r} is not a positive number"
+    return None
+
+
+def state_problem(state, counts: list[int]) -> str | None:
+    """Why a loaded ``searcher.json`` cannot be this search's state (None if it can)."""
+    if not isinstance(state, dict):
+        return f"a JSON {type(state).__name__}, not an object"
+    if not (isinstance(state.get("told"), list) and all(_index(i) for i in state["told"])):
+        return "'told' is not a list of child indices"
+    pending = state.get("pending")
+    if not (isinstance(pending, list) and all(isinstance(p, dict) and isinstance(p.get("sample"), list)
+                                              and len(p["sample"]) == len(counts)
+                                              and all(_index(v) and v < n for v, n in zip(p["sample"], counts))
+                                              for p in pending)):
+        return "'pending' is not a list of samples of this space"
+    if not _index(state.get("next_index")):
+        return "'next_index' is not a child index"
+    if not isinstance(state.get("strategy"), dict):
+        return "'strategy' is not an object"
+    return None
 
 
 class StrategySearcher(Searcher):
@@ -47,7 +110,9 @@ class StrategySearcher(Searcher):
         self.budget, self.target_ms, self.w, self.alpha, self.beta = budget, target_ms, w, alpha, beta
         self.trial_config = trial_config
         self.run_dir = Path(run_dir)
-        self.journal = Journal(self.run_dir / "journal.jsonl")
+        counts = [len(options) for _, _, options in space.decisions]
+        self.journal = Journal(self.run_dir / "journal.jsonl", check=lambda record: record_problem(record, counts))
+        self.journal.check_target()  # a link out of the folder, a FIFO: refused before any child trains
         self.state_path = self.run_dir / "searcher.json"
         self.on_record = on_record
         self.max_duplicates = max_duplicates
@@ -60,13 +125,18 @@ class StrategySearcher(Searcher):
 
     # ----------------------------------------------------------------- resume
     def _load_state(self) -> dict | None:
-        if not self.state_path.exists():
+        if not self.state_path.exists() and not self.state_path.is_symlink():
             return None
         try:
-            return json.loads(self.state_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{self.state_path}: unreadable ({err}); it is written atomically, so this is not a "
-                             "kill: restore it from a backup or start a new search in another --out") from None
+            state = read_json(self.state_path, what="searcher state")
+        except JSONShapeError as err:
+            raise ValueError(f"{err}; it is written atomically, so this is not a kill: restore it from a backup or "
+                             "start a new search in another --out") from None
+        problem = state_problem(state, [len(options) for _, _, options in self.space.decisions])
+        if problem:
+            raise ValueError(f"searcher state {self.state_path}: {problem}; restore it from a backup or start a new "
+                             "search in another --out")
+        return state
 
     def resume(self) -> int:
         """Load the journal and the last state; returns the number of completed children.
@@ -78,7 +148,12 @@ class StrategySearcher(Searcher):
         told: set[int] = set()
         if state is not None:
             self.journal.check_state(self.records, self.state_path, state["told"])
-            self.strategy.load_state_dict(state["strategy"])
+            try:
+                self.strategy.load_state_dict(state["strategy"])
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+                raise ValueError(f"searcher state {self.state_path}: its strategy state cannot be loaded "
+                                 f"({type(err).__name__}: {' '.join(str(err).split())[:160]}); restore it from a "
+                                 "backup or start a new search in another --out") from None
             told = set(state["told"])
             self.requeue = [p["sample"] for p in state["pending"]]
             self.next_index = state["next_index"]
@@ -97,7 +172,7 @@ class StrategySearcher(Searcher):
                  "pending": [{"index": c["index"], "sample": c["sample"]} for c in self.pending.values()]
                  + [{"index": -1, "sample": s} for s in self.requeue],
                  "next_index": self.next_index, "saved": time.time()}
-        atomic_write_text(self.state_path, json.dumps(state))
+        atomic_write_text(self.state_path, dumps(state))
 
     @property
     def trained(self) -> int:
@@ -162,7 +237,7 @@ class StrategySearcher(Searcher):
             self.on_record(record)
 
     def save(self, checkpoint_path: str) -> None:
-        atomic_write_text(Path(checkpoint_path), json.dumps({"strategy": self.strategy.state_dict()}))
+        atomic_write_text(Path(checkpoint_path), dumps({"strategy": self.strategy.state_dict()}))
 
     def restore(self, checkpoint_path: str) -> None:
-        self.strategy.load_state_dict(json.loads(Path(checkpoint_path).read_text())["strategy"])
+        self.strategy.load_state_dict(read_json(checkpoint_path, what="searcher checkpoint")["strategy"])

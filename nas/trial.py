@@ -24,14 +24,50 @@ def child_trainable(config: dict) -> dict:
 
     spec = ArchSpec.from_dict(config["spec"])
     proxy = ProxyConfig.from_dict(config["proxy"])
-    data = _data(config["data"], config.get("patch"), proxy.replace(seed=0))  # the data do not depend on the seed
-    if config.get("fail_for_test") == config.get("index"):
-        raise RuntimeError("injected failure (test hook)")
-    result = train_child(spec, data, proxy)
-    out = result.to_dict()
+    if config.get("signal_kind") == "supernet":
+        out = supernet_result(config, spec)
+    else:
+        data = _data(config["data"], config.get("patch"), proxy.replace(seed=0))  # the data do not depend on the seed
+        out = train_child(spec, data, proxy).to_dict()
     out.pop("history", None)  # per-epoch lists are not scalar metrics; Tune's loggers would warn on every trial
     accuracy = out.get("accuracy")
     if accuracy is None or (isinstance(accuracy, float) and not math.isfinite(accuracy)):
         out["status"] = out.get("status") if out.get("status") != "ok" else "diverged"
     out.update(madds=count_madds(spec), params=count_params(spec))
     return out
+
+
+# --------------------------------------------------------------------------- --signal supernet
+@lru_cache(maxsize=2)
+def _scorer(folder: str, threads: int):
+    from proxytask.supernet.scoring import SupernetScorer
+    from proxytask.supernet.training import load_supernet
+    from proxytask.train import ProxyConfig
+
+    net, meta = load_supernet(folder)
+    parts = meta["parts"]
+    proxy = ProxyConfig.from_dict({**parts["settings"]["proxy"], "threads": threads})
+    data = _data(parts["data"]["source"], parts["data"].get("patch"), proxy.replace(seed=0))
+    return SupernetScorer(net, net.space, data, proxy, test=False)  # validation only: the reward reads it
+
+
+def supernet_result(config: dict, spec) -> dict:
+    """A child scored with the trained supernet in ``config["supernet"]`` (inherited weights, BN
+    recalibrated); a reference network (index -1) is scored as its nearest subnet."""
+    threads = int(config["proxy"].get("threads", 1))
+    result = _scorer(config["supernet"], threads).score(spec, nearest=config.get("index") == -1)
+    return result.to_dict()
+
+
+def prepare_supernet(space, sig, *, epochs: float | None, threads: int, progress: bool) -> dict:
+    """Train the search's supernet, or reuse it from the cache (``runs/supernet/SPACE-KEY``; a
+    killed training continues there); the trial-config entries that make children use it."""
+    from proxytask.supernet.__main__ import MAIN_JOB_EPOCHS, default_out
+    from proxytask.supernet.training import SupernetConfig, train_supernet
+
+    proxy = sig.proxy.replace(threads=max(1, threads))
+    config = SupernetConfig(epochs=epochs or MAIN_JOB_EPOCHS)
+    data = sig.load()
+    out = default_out(space, data, sig.data, proxy, config, sig.patch)
+    train_supernet(space, data, sig.data, proxy, config, out=out, resume=True, progress=progress, patch=sig.patch)
+    return {"signal_kind": "supernet", "supernet": str(out.resolve())}

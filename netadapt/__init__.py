@@ -9,7 +9,7 @@ schedule), :mod:`.executor` (Ray tasks), :mod:`.algorithm` (the loop and its jou
 import: torch and Ray load on first use.
 """
 
-from search_spaces._lazy import lazy_getattr
+from jobs.lazy import lazy_getattr
 
 _LAZY = {
     "NetAdaptConfig": ("config", "NetAdaptConfig"),

@@ -33,23 +33,26 @@ proposals try, are profiled when first needed (:func:`latency.table_for`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
-from jobs import Journal, atomic_write_text
+from jobs import Journal, atomic_write_text, run_lock
+from jobs.jsonio import JSONShapeError, dumps, read_json
 from latency import predict_ms, table_for
+from proxytask.profiles import signal_change, signal_digest, signal_key
 from search_spaces import ArchSpec
 
-from .config import (NetAdaptConfig, NetAdaptError, NetAdaptResult, expected_iterations, step_ms_at,
+from .config import (NetAdaptConfig, NetAdaptError, NetAdaptResult, expected_iterations, netadapt_signal, step_ms_at,
                      within_budget)
 from .executor import ProposalExecutor
 from .proposals import make_proposals, narrowest
+from .records import record_problem
 from .report import trajectory_plot, write_history
-from .selection import lead_and_noise, select_proposal, selection_metric
+from .selection import (lead_and_noise, metric_per_accuracy, noise_groups, pooled_noise_accuracy, select_proposal,
+                        selection_metric)
 
 RESUME_KEYS = ("spec_hash", "target", "budget_ms", "budget_ratio", "step_ratio", "step_ms", "schedule", "step_decay",
                "select", "kinds", "finetune_steps", "finetune_lr", "pretrain_epochs", "data", "val_size", "proxy_resolution",
@@ -63,7 +66,7 @@ class _Run:
     def __init__(self, config: NetAdaptConfig, spec: ArchSpec, log: Callable[[str], None]):
         self.config, self.spec, self.log = config, spec, log
         self.out = Path(config.out).resolve()
-        self.journal = Journal(self.out / "journal.jsonl")
+        self.journal = Journal(self.out / "journal.jsonl", check=record_problem)
         self.table = table_for(config.target, log=log)  # measured targets: missing ops profiled on demand
         self.initial_ms = predict_ms(spec, self.table)
         self.budget_ms = config.budget_ms if config.budget_ms is not None else config.budget_ratio * self.initial_ms
@@ -74,18 +77,32 @@ class _Run:
     # ----------------------------------------------------------------- files
     def prepare(self) -> None:
         saved = self.out / "config.json"
-        settings = dict(self.config.to_dict(), spec_hash=self.spec.hash, spec_name=self.spec.name)
+        self.journal.check_target()  # a link out of the folder, a FIFO: refused before any work
+        try:
+            sig = netadapt_signal(self.config)
+        except ValueError as err:
+            raise NetAdaptError(f"{err}") from None
+        settings = dict(self.config.to_dict(), spec_hash=self.spec.hash, spec_name=self.spec.name,
+                        signal=signal_key(sig), signal_digest=signal_digest(sig))
         if saved.exists() and not self.config.resume:
             raise NetAdaptError(f"out: {self.out} already holds a NetAdapt run; pass --resume to continue it "
                                 "or choose another --out")
         if saved.exists():
-            previous = json.loads(saved.read_text())
+            try:
+                previous = read_json(saved, what="NetAdapt config")
+            except JSONShapeError as err:
+                raise NetAdaptError(f"{err}; restore it, or start a new run in another --out") from None
             for key in RESUME_KEYS:
                 if previous.get(key) != settings.get(key):
                     raise NetAdaptError(f"resume: {key} was {previous.get(key)!r} in {saved}, now "
                                         f"{settings.get(key)!r}; resume with the same settings")
+            digest = previous.get("signal_digest")
+            if digest is not None and digest != settings["signal_digest"]:
+                raise NetAdaptError(f"resume: the accuracy signal changed: "
+                                    f"{signal_change(previous.get('signal'), settings['signal'])} (in {saved}); "
+                                    "start a new --out, or resume with the flags the run started with")
         self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, json.dumps(settings, indent=2) + "\n")
+        atomic_write_text(saved, dumps(settings, indent=2) + "\n")
         self.records = self.journal.repair() if self.config.resume else []
 
     def record(self, record: dict) -> None:
@@ -108,8 +125,6 @@ class _Run:
     def setup_training(self) -> None:
         from proxytask.data import ProxyData
 
-        from .config import netadapt_signal
-
         c = self.config
         try:
             sig = netadapt_signal(c)
@@ -123,8 +138,6 @@ class _Run:
         if isinstance(c.data, ProxyData) and self.proxy.resolution not in (None, c.data.resolution) \
                 and c.proxy_resolution is None and "resolution" not in c.proxy_overrides:
             self.proxy = self.proxy.replace(resolution=None)  # data given in memory: train at their resolution
-        if c.gpus_per_proposal > 0 and "device" not in c.proxy_overrides:
-            self.proxy = self.proxy.replace(device="cuda")  # Ray hands each proposal its GPU
         if self.proxy.device.startswith("cuda") and c.gpus_per_proposal <= 0:
             raise NetAdaptError(f"proxy.device: {self.proxy.device!r} needs GPUs for the proposals; pass "
                                 "--gpus-per-proposal 1 (or a fraction), or leave the device at cpu")
@@ -215,6 +228,16 @@ class _Run:
         last = chosen[-1]
         return ArchSpec.from_dict(last["spec"]), last["latency_ms"], last["accuracy"], last["iteration"]
 
+    def drop_proposal_weights(self, below: int) -> None:
+        """Delete the proposals' weights of the iterations before ``below``. They are kept until the
+        next iteration is journaled: a choice whose record is lost is made again from them."""
+        folder = self.out / "proposals"
+        if folder.is_dir():
+            for old in folder.glob("iter_*"):
+                suffix = old.name[len("iter_"):]
+                if suffix.isdigit() and int(suffix) < below:
+                    shutil.rmtree(old, ignore_errors=True)
+
     def weights_of(self, iteration: int):
         from .weights import load_weights
 
@@ -239,41 +262,13 @@ class _Run:
                 if c.max_iterations is not None and iteration > c.max_iterations:
                     return "stopped", (f"stopped after --max-iterations {c.max_iterations}: {latency_ms:.3f} ms "
                                        f"predicted, budget {self.budget_ms:.3f} ms not reached yet")
-                delta = step_ms_at(iteration, self.initial_ms, c)
-                target_ms = min(delta, latency_ms - self.budget_ms)
-                proposals = make_proposals(spec, target_ms, self.table, c.kinds)
-                listed = next((r for r in self.records if r["type"] == "iteration" and r["iteration"] == iteration), None)
-                if listed is None:
-                    self.record({"type": "iteration", "iteration": iteration, "step_ms": delta,
-                                 "step_target_ms": target_ms, "parent_hash": spec.hash, "parent_latency_ms": latency_ms,
-                                 "proposals": [p.to_dict() for p in proposals]})
-                elif [p["hash"] for p in listed["proposals"]] != [p.to_dict()["hash"] for p in proposals]:
-                    raise NetAdaptError(f"resume: the proposals of iteration {iteration} differ from the journal's; "
-                                        "the latency table or the code changed since the run started")
+                proposals, target_ms = self.list_proposals(iteration, spec, latency_ms)
                 feasible = [p for p in proposals if p.feasible]
                 skipped = [p for p in proposals if not p.feasible]
                 if not feasible:
-                    floor_ms = predict_ms(narrowest(spec), self.table)
-                    return "unreachable", (
-                        f"budget {self.budget_ms:.3f} ms unreachable: no proposal cuts the step target "
-                        f"{target_ms:.4f} ms from {latency_ms:.3f} ms (e.g. {skipped[0].name}: {skipped[0].reason}); "
-                        f"the narrowest network of this topology predicts {floor_ms:.3f} ms. Kept the best spec "
-                        f"reached ({latency_ms:.3f} ms, iteration {iteration - 1}) as final.yaml"
-                        + ("" if floor_ms > self.budget_ms else "; a smaller step (--step-ratio) may get closer"))
-                finished = {r["index"]: r for r in self.records
-                            if r["type"] == "proposal" and r["iteration"] == iteration
-                            and (r["weights"] is None or (self.out / r["weights"]).exists())}
-                pending = [p for p in feasible if p.index not in finished]
-                if finished:
-                    self.log(f"resuming iteration {iteration}: {len(feasible) - len(pending)} of {len(feasible)} "
-                             "proposals already done")
-                if inner is not None:
-                    inner.reset(total=len(feasible))
-                    inner.update(len(feasible) - len(pending))
-                    inner.set_description(f"iter {iteration} proposals")
+                    return "unreachable", self.unreachable_message(spec, target_ms, latency_ms, iteration, skipped)
                 parent_state = self.weights_of(done_iterations)
-                self.run_proposals(iteration, spec, parent_state, accuracy, pending, inner)
-                results = [dict(r) for r in self.records if r["type"] == "proposal" and r["iteration"] == iteration]
+                results = self.train_iteration(iteration, spec, parent_state, accuracy, feasible, inner)
                 best = select_proposal(results, accuracy, c.select)
                 if best is None:
                     first = next(r for r in results if r["status"] != "ok")
@@ -293,11 +288,57 @@ class _Run:
                 if bar is not None:
                     bar.close()
 
+    def list_proposals(self, iteration: int, spec: ArchSpec, latency_ms: float) -> tuple[list, float]:
+        """The proposals of ``iteration`` and its step target: journaled the first time, checked
+        against the journal's on a resume. The earlier iterations' proposal weights go now."""
+        c = self.config
+        delta = step_ms_at(iteration, self.initial_ms, c)
+        target_ms = min(delta, latency_ms - self.budget_ms)
+        proposals = make_proposals(spec, target_ms, self.table, c.kinds)
+        listed = next((r for r in self.records if r["type"] == "iteration" and r["iteration"] == iteration), None)
+        if listed is None:
+            self.record({"type": "iteration", "iteration": iteration, "step_ms": delta,
+                         "step_target_ms": target_ms, "parent_hash": spec.hash, "parent_latency_ms": latency_ms,
+                         "proposals": [p.to_dict() for p in proposals]})
+        elif [p["hash"] for p in listed["proposals"]] != [p.to_dict()["hash"] for p in proposals]:
+            raise NetAdaptError(f"resume: the proposals of iteration {iteration} differ from the journal's; "
+                                "the latency table or the code changed since the run started")
+        self.drop_proposal_weights(below=iteration)
+        return proposals, target_ms
+
+    def unreachable_message(self, spec: ArchSpec, target_ms: float, latency_ms: float, iteration: int,
+                            skipped: list) -> str:
+        floor_ms = predict_ms(narrowest(spec), self.table)
+        return (f"budget {self.budget_ms:.3f} ms unreachable: no proposal cuts the step target "
+                f"{target_ms:.4f} ms from {latency_ms:.3f} ms (e.g. {skipped[0].name}: {skipped[0].reason}); "
+                f"the narrowest network of this topology predicts {floor_ms:.3f} ms. Kept the best spec "
+                f"reached ({latency_ms:.3f} ms, iteration {iteration - 1}) as final.yaml"
+                + ("" if floor_ms > self.budget_ms else "; a smaller step (--step-ratio) may get closer"))
+
+    def train_iteration(self, iteration: int, spec: ArchSpec, parent_state: dict, accuracy: float, feasible: list,
+                        bar) -> list[dict]:
+        """Fine-tune and score the ``feasible`` proposals of ``iteration`` not finished yet (a
+        journaled one whose weights are kept); returns every proposal record of the iteration."""
+        finished = {r["index"]: r for r in self.records
+                    if r["type"] == "proposal" and r["iteration"] == iteration
+                    and (r["weights"] is None or (self.out / r["weights"]).exists())}
+        pending = [p for p in feasible if p.index not in finished]
+        if finished:
+            self.log(f"resuming iteration {iteration}: {len(feasible) - len(pending)} of {len(feasible)} "
+                     "proposals already done")
+        if bar is not None:
+            bar.reset(total=len(feasible))
+            bar.update(len(feasible) - len(pending))
+            bar.set_description(f"iter {iteration} proposals")
+        self.run_proposals(iteration, spec, parent_state, accuracy, pending, bar)
+        return [dict(r) for r in self.records if r["type"] == "proposal" and r["iteration"] == iteration]
+
     def measure_noise(self, iteration: int, parent: ArchSpec, parent_state: dict, parent_accuracy: float, proposal,
                       results: list[dict]) -> dict:
         """Fine-tune the chosen proposal ``noise_seeds`` more times with other seeds (same steps,
         same inherited weights); journal each score and return :func:`lead_and_noise` of the
-        iteration. A resumed run reuses the scores already journaled."""
+        iteration, its noise pooled over this and the earlier iterations
+        (:func:`pooled_noise_accuracy`). A resumed run reuses the scores already journaled."""
         c = self.config
         done = [r for r in self.records if r["type"] == "noise" and r["iteration"] == iteration
                 and r["index"] == proposal.index]
@@ -317,8 +358,9 @@ class _Run:
                 done.append(record)
         chosen = next(r for r in results if r["index"] == proposal.index)
         ok = [r for r in results if r["status"] == "ok"]
-        return lead_and_noise([r["metric"] for r in ok], [chosen["metric"]] + [r["metric"] for r in done],
-                              [chosen["accuracy_after"]] + [r["accuracy_after"] for r in done])
+        noise_accuracy, dof = pooled_noise_accuracy(noise_groups(self.records, (iteration, chosen["accuracy_after"])))
+        return lead_and_noise([r["metric"] for r in ok], noise_accuracy,
+                              metric_per_accuracy(proposal.cut_ms, c.select), dof)
 
     def recover(self, iteration: int, proposal, best: dict) -> tuple[float, dict]:
         """Fine-tune the chosen proposal alone ``chosen_finetune_steps`` steps (in this process),
@@ -363,8 +405,8 @@ class _Run:
         self.record({"type": "chosen", "iteration": iteration, "index": proposal.index, "name": proposal.name,
                      "channels": proposal.channels, "spec": spec.to_dict(), "hash": spec.hash,
                      "latency_ms": proposal.latency_ms, "cut_ms": proposal.cut_ms, "score": best["accuracy_after"],
-                     "accuracy": accuracy, "metric": best["metric"], **recovery, **(selection or {})})
-        shutil.rmtree(self.out / "proposals" / f"iter_{iteration:02d}", ignore_errors=True)
+                     "accuracy": accuracy, "metric": best["metric"], **recovery, **(selection or {}),
+                     "noise_scale": metric_per_accuracy(proposal.cut_ms, self.config.select)})
         self.write_outputs()
         noise = ""
         if selection and selection.get("noise") is not None and selection.get("lead") is not None:
@@ -433,12 +475,66 @@ def _resolve(spec: str | ArchSpec) -> ArchSpec:
     return resolve_spec(spec)
 
 
+def netadapt_plan(config: NetAdaptConfig) -> dict:
+    """What :func:`run_netadapt` will run, resolved (``--dry-run``): the settings, the spec, the
+    latency budget and where it comes from, the accuracy signal. Nothing is trained or written."""
+    from latency import MissingOpsError
+    from latency.predictor import resolve_table
+
+    config.check()
+    spec = _resolve(config.spec)
+    try:  # the table as it is: a dry run profiles nothing
+        initial_ms = predict_ms(spec, resolve_table(config.target))
+    except (MissingOpsError, FileNotFoundError) as err:
+        lacks = f"lacks {len(err.missing)} op(s) of {spec.name}" if isinstance(err, MissingOpsError) else "is not built"
+        initial_ms, unknown = None, f"not known yet: the {config.target} table {lacks}; ops are profiled when the run starts"
+    if config.budget_ms is not None:
+        budget_ms, source = config.budget_ms, "given (--budget-ms)"
+    elif initial_ms is None:
+        budget_ms, source = None, f"{config.budget_ratio:g} x the initial latency, {unknown}"
+    else:
+        budget_ms = config.budget_ratio * initial_ms
+        source = f"{config.budget_ratio:g} x {spec.name}'s {initial_ms:.2f} ms (--budget-ratio)"
+    try:
+        sig = netadapt_signal(config)
+    except ValueError as err:
+        raise NetAdaptError(f"{err}") from None
+    return {"config": config.to_dict(), "spec": spec.name, "spec_hash": spec.hash, "target": config.target,
+            "initial_latency_ms": initial_ms, "budget_ms": budget_ms, "budget_ms_source": source,
+            "signal": sig.describe(), "signal_digest": signal_digest(sig)}
+
+
+def plan_words(plan: dict) -> str:
+    """:func:`netadapt_plan` in words a person reads."""
+    from proxytask.profiles import signal_words
+
+    c = plan["config"]
+    step = f"{c['step_ms']:g} ms" if c.get("step_ms") is not None else f"{c['step_ratio']:g} x the initial latency"
+    def ms(value) -> str:
+        return "? ms" if value is None else f"{value:.2f} ms"
+
+    return "\n".join([
+        f"latency budget: {ms(plan['budget_ms'])} on {plan['target']}, {plan['budget_ms_source']}",
+        f"spec: {plan['spec']}, {ms(plan['initial_latency_ms'])} now; step {step} ({c['schedule']}), "
+        f"select by {c['select']}, {c['finetune_steps']} fine-tune steps per proposal",
+        f"accuracy signal: {signal_words(plan['signal'])}",
+        f"output: {c['out']}{' (resumed)' if c['resume'] else ''}",
+        "dry run: nothing was trained or written (--json prints this as JSON)"])
+
+
 def run_netadapt(config: NetAdaptConfig, log: Callable[[str], None] | None = None) -> NetAdaptResult:
     """Run NetAdapt as ``config`` says (see the module docstring); returns the outcome.
 
     Raises :class:`NetAdaptError` for bad settings, :class:`~netadapt.weights.WeightsMismatch` for
-    weights that do not fit, :class:`search_spaces.SpecError`, :class:`latency.MissingOpsError`.
+    weights that do not fit, :class:`search_spaces.SpecError`, :class:`latency.MissingOpsError`,
+    :class:`jobs.RunLocked` when a live run holds the folder (:func:`jobs.run_lock`).
     """
+    config.check()
+    with run_lock(config.out, what="NetAdapt folder"):
+        return _run_netadapt(config, log)
+
+
+def _run_netadapt(config: NetAdaptConfig, log: Callable[[str], None] | None) -> NetAdaptResult:
     start = time.perf_counter()
     config.check()
     if log is None:
@@ -450,7 +546,7 @@ def run_netadapt(config: NetAdaptConfig, log: Callable[[str], None] | None = Non
     def result(status, message, final_spec, latency_ms, iterations, seed_accuracy, accuracy) -> NetAdaptResult:
         out = NetAdaptResult(status, message, final_spec, run.initial_ms, latency_ms, run.budget_ms, iterations,
                              seed_accuracy, accuracy, run.out, round(time.perf_counter() - start, 1))
-        atomic_write_text(run.out / "summary.json", json.dumps(out.to_dict(), indent=2) + "\n")
+        atomic_write_text(run.out / "summary.json", dumps(out.to_dict(), indent=2) + "\n")
         return out
 
     if within_budget(run.initial_ms, run.budget_ms):

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from proxytask import MAX_EPOCHS, MAX_PROXY_RESOLUTION
 from search_spaces import ArchSpec
 
 from .proposals import KINDS
@@ -21,8 +22,7 @@ STATUSES = ("done", "within_budget", "unreachable", "stopped")
 # of 8: fewer batches make the seed-to-seed noise of a proposal's score larger
 # (experiments.bench_netadapt --part noise --bn-batches N measures it).
 DEFAULT_PROXY: dict = {"bn_recalibration_batches": 32}
-MAX_PRETRAIN_EPOCHS = 1000
-MAX_PROXY_RESOLUTION = 512  # the proxy task trains small images; larger would not fit a batch in memory
+MAX_PRETRAIN_EPOCHS = MAX_EPOCHS  # the seed's pre-training is one proxy training
 _NUMBERS = ("budget_ms", "budget_ratio", "step_ratio", "step_ms", "step_decay", "finetune_lr", "pretrain_epochs",
             "cpus_per_proposal", "gpus_per_proposal")
 _INTEGERS = ("finetune_steps", "chosen_finetune_steps", "long_finetune_steps", "concurrency", "seed", "retries", "max_iterations",
@@ -83,7 +83,7 @@ class NetAdaptConfig:
     progress: bool = True
 
     def check(self) -> None:
-        from search_spaces.safe_io import echo
+        from jobs.safe_io import echo
 
         def bad(name: str, fix: str) -> NetAdaptError:
             return NetAdaptError(f"{name}: {echo(getattr(self, name))} {fix}")
@@ -198,16 +198,16 @@ def netadapt_signal(config: NetAdaptConfig):
     """The accuracy signal NetAdapt trains and scores with (:func:`proxytask.profiles.signal`):
     ``config.profile`` (default ``gpu`` when proposals get GPUs, else ``cpu``) with
     :data:`DEFAULT_PROXY`, then ``proxy_overrides``, ``proxy_resolution`` and ``pretrain_epochs``;
-    on a CPU-only run the device is the CPU unless an override says otherwise. A bad setting is a
+    the device follows the proposals' GPUs unless an override names one
+    (:func:`proxytask.profiles.resolved_signal`). A bad setting is a
     ValueError naming it."""
-    from proxytask.profiles import signal
+    from proxytask.profiles import resolved_signal
 
     overrides = {**DEFAULT_PROXY, **config.proxy_overrides}
     if config.proxy_resolution is not None:
         overrides["resolution"] = config.proxy_resolution
     if config.pretrain_epochs is not None:
         overrides["epochs"] = config.pretrain_epochs
-    if config.gpus_per_proposal <= 0 and "device" not in config.proxy_overrides:
-        overrides["device"] = "cpu"
-    profile = config.profile or ("gpu" if config.gpus_per_proposal > 0 else "cpu")
-    return signal(profile, data=config.data if isinstance(config.data, str) else "default", overrides=overrides)
+    overrides.update(seed=config.seed, threads=max(1, int(config.cpus_per_proposal)))
+    return resolved_signal(config.profile, gpus=config.gpus_per_proposal,
+                           data=config.data if isinstance(config.data, str) else "default", overrides=overrides)

@@ -1,4 +1,4 @@
-"""Proposals of an iteration as Ray tasks, at most ``concurrency`` at a time.
+"""Proposals of an iteration as Ray tasks, at most ``concurrency`` at a time (:func:`jobs.ray_pool.at_most`).
 
 Ray is started here only when it is not running already (:func:`jobs.ray_setup.start_ray`: a
 local instance, or joining ``address``), and shut down only if it was started here. The proxy
@@ -40,6 +40,8 @@ class ProposalExecutor:
         a task whose worker died yields a result with ``status="error"``."""
         import ray
 
+        from jobs.ray_pool import at_most
+
         from .finetune import evaluate_proposal
 
         if not jobs:
@@ -52,17 +54,9 @@ class ProposalExecutor:
         if self._data_id != id(data):
             self._data_ref, self._data_id = ray.put(data), id(data)
         parent_ref = ray.put(parent_state)
-        queue, running = list(jobs), {}
-        while queue or running:
-            while queue and len(running) < self.concurrency:
-                job = queue.pop(0)
-                running[self._task.remote(job, parent_ref, self._data_ref)] = job
-            done, _ = ray.wait(list(running), num_returns=1)
-            for ref in done:
-                job = running.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except Exception as err:  # the worker died (out of memory, killed)
-                    result = {"index": job["index"], "status": "error",
-                              "reason": f"{type(err).__name__}: {str(err)[:300]}", "state": None}
-                yield job, result
+        for job, result, err in at_most(self.concurrency, jobs,
+                                        lambda job: self._task.remote(job, parent_ref, self._data_ref)):
+            if err is not None:  # the worker died (out of memory, killed)
+                result = {"index": job["index"], "status": "error",
+                          "reason": f"{type(err).__name__}: {str(err)[:300]}", "state": None}
+            yield job, result

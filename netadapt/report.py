@@ -7,17 +7,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from jobs import atomic_savefig
-from latency.table import atomic_write_text
+from jobs import atomic_savefig, atomic_write_text
+
+from .selection import noise_groups, pooled_noise_accuracy
 
 HISTORY_COLUMNS = ["iteration", "proposal", "proposal_index", "kind", "channels", "from_channels", "to_channels",
                    "predicted_latency_ms", "latency_cut_ms", "step_target_ms", "accuracy_before", "accuracy_after",
                    "metric", "chosen", "noise", "lead", "lead_exceeds_noise", "margin", "margin_exceeds_noise",
-                   "noise_accuracy", "status", "reason", "seconds"]
+                   "noise_accuracy", "noise_dof", "status", "reason", "seconds"]
 
 
 def _nan(value):
     return math.nan if value is None else value
+
+
+def _selection_columns(chosen: dict, pooled: tuple[float | None, int]) -> dict:
+    """Lead, noise and margin of a chosen proposal, the noise pooled over the whole run
+    (:func:`~netadapt.selection.pooled_noise_accuracy`; the estimate when it was chosen used only
+    the iterations before). A journal written before ``noise_scale`` keeps its own figures."""
+    noise, noise_accuracy, dof = chosen.get("noise"), chosen.get("noise_accuracy"), chosen.get("noise_dof")
+    if isinstance(chosen.get("noise_scale"), (int, float)):
+        noise_accuracy, dof = pooled
+        noise = None if noise_accuracy is None else noise_accuracy * chosen["noise_scale"]
+    lead, margin = chosen.get("lead"), chosen.get("margin")
+    return {"noise": _nan(noise), "lead": _nan(lead), "margin": _nan(margin), "noise_accuracy": _nan(noise_accuracy),
+            "noise_dof": dof,
+            "lead_exceeds_noise": None if lead is None or noise is None else bool(lead > noise),
+            "margin_exceeds_noise": None if margin is None or noise is None else bool(margin > noise)}
 
 
 def history(records: list[dict]) -> pd.DataFrame:
@@ -32,6 +48,7 @@ def history(records: list[dict]) -> pd.DataFrame:
     done = {(r["iteration"], r["index"]): r for r in records if r["type"] == "proposal"}
     chosen_records = {(r["iteration"], r["index"]): r for r in records if r["type"] == "chosen"}
     chosen = set(chosen_records)
+    pooled = pooled_noise_accuracy(noise_groups(records))
     for it in (r for r in records if r["type"] == "iteration"):
         for p in it["proposals"]:
             key = (it["iteration"], p["index"])
@@ -50,11 +67,7 @@ def history(records: list[dict]) -> pd.DataFrame:
             else:
                 row.update(status="pending")
             if key in chosen_records:  # is the choice signal? (netadapt.selection.lead_and_noise)
-                c = chosen_records[key]
-                row.update(noise=_nan(c.get("noise")), lead=_nan(c.get("lead")),
-                           lead_exceeds_noise=c.get("lead_exceeds_noise"), margin=_nan(c.get("margin")),
-                           margin_exceeds_noise=c.get("margin_exceeds_noise"),
-                           noise_accuracy=_nan(c.get("noise_accuracy")))
+                row.update(_selection_columns(chosen_records[key], pooled))
             rows.append(row)
     df = pd.DataFrame(rows).reindex(columns=HISTORY_COLUMNS)
     for column in ("from_channels", "to_channels"):  # integers with gaps (the seed, skipped proposals)
@@ -98,3 +111,26 @@ def trajectory_plot(records: list[dict], path: Path, *, target: str, budget_ms: 
            title=f"NetAdapt trajectory (select by {select})")
     ax.legend(fontsize=7, loc="best")
     atomic_savefig(fig, path)
+
+
+def pooled_from_histories(paths: list[str | Path]) -> dict:
+    """The selection noise of a finished run pooled over its iterations, from ``history.csv``
+    files alone (e.g. one per round): for each chosen row, ``noise_accuracy`` as recorded and the
+    root mean square of those over the rows (an upper bound of the pooled noise: a history keeps
+    no sign of (own score - re-score), so the winner's-curse lift cannot be taken out); then how
+    often the lead and the margin exceed the noise, recorded and pooled."""
+    frames = []
+    for path in paths:
+        df = pd.read_csv(path)
+        frames.append(df[(df["chosen"] == True) & (df["iteration"] > 0)].dropna(  # noqa: E712 (a pandas mask)
+            subset=["lead", "noise", "noise_accuracy", "latency_cut_ms"]))
+    rows = pd.concat(frames) if frames else pd.DataFrame()
+    if rows.empty:
+        return {"iterations": 0}
+    pooled = float((rows["noise_accuracy"] ** 2).mean() ** 0.5)
+    noise = pooled / rows["latency_cut_ms"].abs()
+    return {"iterations": len(rows), "pooled_noise_accuracy_rms": pooled, "dof": len(rows),
+            "lead_exceeds_recorded_noise": int((rows["lead"] > rows["noise"]).sum()),
+            "margin_exceeds_recorded_noise": int((rows["margin"] > rows["noise"]).sum()),
+            "lead_exceeds_pooled_noise": int((rows["lead"] > noise).sum()),
+            "margin_exceeds_pooled_noise": int((rows["margin"] > noise).sum())}

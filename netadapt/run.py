@@ -15,28 +15,25 @@ import json
 import math
 import sys
 
-from jobs.cli import parse_overrides
-from proxytask import PROFILE_NAMES, SOURCE_KINDS
+from jobs.cli import (ArgumentParser, check_data_and_out, check_loads, check_settings, checked_overrides, fail, integer,
+                      number, parse_overrides)
+from jobs.jsonio import dumps
+from jobs.lock import RunLocked
+from jobs.signals import stop_on_signals, stopped_by, stopped_line
 from latency import MissingOpsError, TargetError
+from proxytask import PROFILE_NAMES, SOURCE_KINDS
 from search_spaces import SpecError
-from search_spaces.cliargs import (ArgumentParser, check_data_and_out, check_loads, check_settings, checked_overrides,
-                                   fail, integer, number)
 
-from .algorithm import run_netadapt
-from .config import DEFAULT_PROXY, MAX_PRETRAIN_EPOCHS, MAX_PROXY_RESOLUTION, NetAdaptConfig, NetAdaptError
+from .algorithm import netadapt_plan, plan_words, run_netadapt
+from .config import (DEFAULT_PROXY, MAX_PRETRAIN_EPOCHS, MAX_PROXY_RESOLUTION, NetAdaptConfig, NetAdaptError,
+                     netadapt_signal)
 from .proposals import KINDS
 from .weights import WeightsMismatch
 
 
 
-def build_parser() -> ArgumentParser:
-    d = NetAdaptConfig(spec="", budget_ratio=1.0)  # the defaults
-    p = ArgumentParser(prog="python -m netadapt.run",
-                       description="NetAdapt: shrink SPEC layer by layer until its predicted latency on "
-                                   "the target is within the budget (MobileNetV3, Section 4.2).",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("spec", metavar="SPEC", help="spec YAML, reference name or arch string")
-    p.add_argument("--target", default=d.target, help="latency target (pixel1, host-ort-1t, ... or a target YAML)")
+def _budget_flags(p: ArgumentParser, d: NetAdaptConfig) -> None:
+    """The latency budget and the step schedule."""
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--budget-ms", type=number("a latency in ms", above=0), help="latency budget in ms")
     budget.add_argument("--budget-ratio", type=number("a fraction", above=0, maximum=1),
@@ -49,6 +46,10 @@ def build_parser() -> ArgumentParser:
                    help="constant delta, or delta x --step-decay^(k-1) at iteration k")
     p.add_argument("--step-decay", type=number("a factor", above=0, maximum=1), default=d.step_decay,
                    help="decay factor of --schedule decay, in (0, 1]")
+
+
+def _finetune_flags(p: ArgumentParser, d: NetAdaptConfig) -> None:
+    """How proposals are made, fine-tuned, chosen and checked against the noise."""
     p.add_argument("--select", choices=["ratio", "accuracy"], default=d.select,
                    help="ratio: max dAccuracy/|dLatency| (MobileNetV3); accuracy: max accuracy (NetAdapt)")
     p.add_argument("--proposals", default=",".join(d.kinds),
@@ -63,6 +64,19 @@ def build_parser() -> ArgumentParser:
                                      "default: pre-train SPEC on the proxy task first")
     p.add_argument("--pretrain-epochs", type=number("a number of epochs", above=0, maximum=MAX_PRETRAIN_EPOCHS),
                    help="proxy epochs of the seed's pre-training (default: the proxy's schedule)")
+    p.add_argument("--chosen-finetune-steps", type=integer(0, "a number of steps", 10_000_000),
+                   default=d.chosen_finetune_steps,
+                   help="fine-tune the chosen proposal alone this many steps more before the next iteration "
+                        "(with --finetune-steps 0: proposals are scored right after inheriting, and only the "
+                        "chosen one is fine-tuned)")
+    p.add_argument("--noise-seeds", type=integer(0, "a number of seeds", 16), default=d.noise_seeds,
+                   help="fine-tune each iteration's chosen proposal this many more times with other seeds, to "
+                        "measure the noise of a score against the chosen proposal's lead (history.csv: noise, "
+                        "lead); 0: no measurement")
+
+
+def _signal_flags(p: ArgumentParser, d: NetAdaptConfig) -> None:
+    """The accuracy signal: data, resolution, profile, proxy settings."""
     p.add_argument("--data", default=d.data, 
                    help="proxy data: default (embedded photos) | cifar10:PATH (the cifar-10-batches-py folder; its batches are pickles, read by a restricted unpickler: use a folder you trust) | imagefolder:PATH (a folder per class, optionally under train/ val/ test/)")
     p.add_argument("--val-size", type=integer(0, "a number of images", 10_000_000), default=d.val_size,
@@ -73,6 +87,10 @@ def build_parser() -> ArgumentParser:
                    help="accuracy-signal profile (proxytask.profiles; default: gpu with --gpus-per-proposal > 0, else cpu)")
     p.add_argument("--proxy", action="append", default=[], metavar="KEY=VALUE",
                    help="override a proxy-training setting (proxytask.train.ProxyConfig), e.g. --proxy batch_size=32")
+
+
+def _run_flags(p: ArgumentParser, d: NetAdaptConfig) -> None:
+    """Where and how the run goes: folder, resume, seed, resources, output."""
     p.add_argument("--out", default=d.out, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out after a kill")
     p.add_argument("--seed", type=integer(0, "a seed", 2**32 - 1), default=d.seed)
@@ -86,18 +104,23 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto, or a GCS address)")
     p.add_argument("--max-iterations", type=integer(1, "a number of iterations", 100_000),
                    help="stop after this many iterations")
-    p.add_argument("--chosen-finetune-steps", type=integer(0, "a number of steps", 10_000_000),
-                   default=d.chosen_finetune_steps,
-                   help="fine-tune the chosen proposal alone this many steps more before the next iteration "
-                        "(with --finetune-steps 0: proposals are scored right after inheriting, and only the "
-                        "chosen one is fine-tuned)")
-    p.add_argument("--noise-seeds", type=integer(0, "a number of seeds", 16), default=d.noise_seeds,
-                   help="fine-tune each iteration's chosen proposal this many more times with other seeds, to "
-                        "measure the noise of a score against the chosen proposal's lead (history.csv: noise, "
-                        "lead); 0: no measurement")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per iteration)")
     p.add_argument("--dry-run", action="store_true",
-                   help="check every argument, print the settings and exit without training")
+                   help="check every argument, say what would run (the latency budget and where it comes from, "
+                        "the accuracy signal) and exit without training")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as one JSON line, for tools")
+
+
+def build_parser() -> ArgumentParser:
+    d = NetAdaptConfig(spec="", budget_ratio=1.0)  # the defaults
+    p = ArgumentParser(prog="python -m netadapt.run",
+                       description="NetAdapt: shrink SPEC layer by layer until its predicted latency on "
+                                   "the target is within the budget (MobileNetV3, Section 4.2).",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("spec", metavar="SPEC", help="spec YAML, reference name or arch string")
+    p.add_argument("--target", default=d.target, help="latency target (pixel1, host-ort-1t, ... or a target YAML)")
+    for add in (_budget_flags, _finetune_flags, _signal_flags, _run_flags):
+        add(p, d)
     return p
 
 
@@ -107,7 +130,7 @@ def config_from_args(a, parser: ArgumentParser) -> NetAdaptConfig:
     the run folder writable, the proxy settings accepted by ProxyConfig."""
     from latency import load_target
     from proxytask.train import ProxyConfig
-    from search_spaces.safe_io import load_state_dict
+    from jobs.safe_io import load_state_dict
     from search_spaces.spec import resolve_spec
 
     if a.gpus_per_proposal > 1 and a.gpus_per_proposal != math.floor(a.gpus_per_proposal):
@@ -136,13 +159,20 @@ def config_from_args(a, parser: ArgumentParser) -> NetAdaptConfig:
     except NetAdaptError as err:
         flag = "--proposals" if str(err).startswith("kinds") else "--" + str(err).split(":")[0].replace("_", "-")
         fail(flag, str(err))
-    device = overrides.get("device", "cuda" if a.gpus_per_proposal > 0 else "cpu")
-    if str(device).startswith("cuda") and a.gpus_per_proposal <= 0:
+    try:
+        device = netadapt_signal(config).proxy.device  # the resolved signal (proxytask.profiles.resolved_signal)
+    except ValueError as err:
+        fail("--proxy", str(err))
+    if device.startswith("cuda") and a.gpus_per_proposal <= 0:
         fail("--proxy", f"device={device} needs GPUs for the proposals; add --gpus-per-proposal 1 (or a fraction)")
     checks = (("SPEC", lambda: resolve_spec(a.spec)), ("--target", lambda: load_target(a.target)),
               ("--weights", lambda: a.weights is not None and load_state_dict(a.weights, what="file")))
     check_loads(checks)
     check_data_and_out(a.data, a.out, SOURCE_KINDS)
+    from proxytask.sources import data_problem  # lists a folder source's layout; decodes nothing
+
+    if (problem := data_problem(a.data)) is not None:
+        fail("--data", problem)
     return config
 
 
@@ -153,16 +183,38 @@ def parse_args(argv=None) -> NetAdaptConfig:
 
 
 def main(argv=None) -> int:
+    """The command; Ctrl-C (SIGINT) or SIGTERM stop it promptly with one line saying how to resume,
+    the journal intact, exit status 130 / 143 (:mod:`jobs.signals`)."""
+    try:
+        with stop_on_signals():
+            code = _main(argv)
+        stop = stopped_by(None)  # a stop that a library turned into an ordinary end
+    except BaseException as error:  # noqa: BLE001 -- only a stop signal's consequences are handled here
+        stop = stopped_by(error)
+        if stop is None:
+            raise
+    if stop is None:
+        return code
+    print(stopped_line(stop, "proposal"), file=sys.stderr)
+    return stop.status
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
     if args.dry_run:
-        print(json.dumps(config.to_dict()))
+        try:
+            plan = netadapt_plan(config)
+        except (NetAdaptError, SpecError, TargetError, MissingOpsError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(dumps(plan) if args.json else plan_words(plan))
         return 0
     try:
         result = run_netadapt(config)
     except (NetAdaptError, WeightsMismatch, SpecError, TargetError, MissingOpsError, FileNotFoundError,
-            ValueError) as err:
+            ValueError, RunLocked) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(result.message)

@@ -201,7 +201,7 @@ def inherit(state: dict, parent: ArchSpec, child: ArchSpec) -> dict[str, torch.T
 # --------------------------------------------------------------------------- files
 def save_weights(state: dict, path: str | Path) -> None:
     """``torch.save(state)`` so that a kill leaves either the old file or the new one."""
-    from latency.table import atomic_write
+    from jobs import atomic_write
 
     atomic_write(path, lambda f: torch.save({k: v.detach().cpu() for k, v in state.items()}, f), binary=True)
 
@@ -210,9 +210,9 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict saved with ``torch.save``; read with ``weights_only=True`` (no pickled code).
 
     Every failure (missing, a folder, empty, truncated, not a torch file, pickled code, not a dict
-    of tensors) is one ``ValueError`` line naming the file (``search_spaces.safe_io``).
+    of tensors) is one ``ValueError`` line naming the file (``jobs.safe_io``).
     """
-    from search_spaces.safe_io import echo, load_state_dict
+    from jobs.safe_io import echo, load_state_dict
 
     path = Path(path)
     try:

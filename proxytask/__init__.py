@@ -6,11 +6,17 @@ here; this package depends on ``search_spaces`` and ``latency`` only, never on `
 ``netadapt``. Heavy imports (torch) are deferred until an attribute is used.
 """
 
-from search_spaces._lazy import lazy_getattr
+from jobs.lazy import lazy_getattr
 
-# Data sources (proxytask.load_data): kind -> whether it takes a folder after a colon.
-SOURCE_KINDS = {"default": False, "cifar10": True, "imagefolder": True}
-PROFILE_NAMES = ("cpu", "gpu")  # proxytask.profiles.PROFILES, named here so CLIs need not import torch
+# Data sources (proxytask.load_data): kind -> whether it takes a folder after a colon. The folder
+# kinds (tinyimagenet, imagenet, imagefolder) also take ?classes=N,per_class=N,... subset options
+# after the folder (proxytask.sources).
+SOURCE_KINDS = {"default": False, "cifar10": True, "tinyimagenet": True, "imagenet": True, "imagefolder": True}
+PROFILE_NAMES = ("cpu", "gpu", "tinyimagenet")  # proxytask.profiles.PROFILES, named here so CLIs need not import torch
+# Bounds of a proxy training every command line checks (ProxyConfig enforces them too): epochs of
+# one training, and the side a child trains at (larger would not fit a batch in memory).
+MAX_EPOCHS = 1000
+MAX_PROXY_RESOLUTION = 512
 
 _EXPORTS = {
     "ProxyData": ("data", "ProxyData"),

@@ -1,19 +1,25 @@
-"""Data sets for the proxy task, as tensors in memory.
+"""Data sets for the proxy task: train, validation and test splits of uint8 images.
 
 :func:`load_data` reads one source:
 
-* ``"default"``: the embedded task (``DEFAULT_DESCRIPTION`` below): 32 x 32 grayscale patches of 17
-  real photographs and textures, classified by the image they come from. The images ship inside
-  this package (``proxytask/data_files/skimage_photos.npz``, 0.8 MB, derived from the images inside the
+* ``"default"``: the embedded task (``DEFAULT_DESCRIPTION`` below): grayscale patches (48 px in the
+  ``cpu`` and ``gpu`` profiles, 32 px by default here; ``patch``) of 17 real photographs and
+  textures, classified by the image they come from. The even tile columns of each photograph
+  hold the validation and test tiles, the odd columns the training tiles (see
+  ``DEFAULT_DESCRIPTION``). The images ship inside this package
+  (``proxytask/data_files/skimage_photos.npz``, 0.8 MB, derived from the images inside the
   scikit-image wheel by ``proxytask/data_files/derive_default.py``); nothing is downloaded and
-  scikit-image is not needed.
+  scikit-image is not needed. The patches are small and held in RAM.
 * ``"cifar10:PATH"``: CIFAR-10 in its python layout (``PATH`` holds ``data_batch_1`` .. ``5`` and
   ``test_batch``, i.e. the ``cifar-10-batches-py`` folder). Those files are pickles, the data
-  set's own format, so this is the one place a pickle is read (``pickle.load(f,
-  encoding="bytes")``): only point it at files you trust.
-* ``"imagefolder:PATH"``: one sub-folder of images per class; with ``train/`` and ``val/`` sub-folders
-  those are the splits, otherwise ``val_fraction`` of every class (chosen with ``seed``) is held out.
-  Images are converted to RGB (or L when every image is grayscale) and resized to ``resolution``.
+  set's own format, so this is the one place a pickle is read: a restricted unpickler that
+  builds only numpy arrays, each bounded in size before it is allocated, with uint8 pixels and
+  labels 0..9 checked after. Held in RAM (180 MB).
+* ``"tinyimagenet:PATH"``, ``"imagenet:PATH"``, ``"imagefolder:PATH"``: folder sources, each
+  optionally with a seeded subset (``?classes=N,per_class=N,...``); layouts and options in
+  :mod:`proxytask.sources`. Their images are decoded once, by worker processes, into a cache of
+  uint8 files at the requested resolution (:mod:`proxytask.cache`) and memory-mapped, so a data
+  set larger than RAM trains without being loaded whole.
 
 Images are stored as ``uint8`` NCHW tensors (a tenth of the memory of float32); the per-channel
 normalisation is applied by :meth:`ProxyData.normalise`, which the training loop calls on every
@@ -22,7 +28,9 @@ batch. Labels are int64.
 
 from __future__ import annotations
 
+import os
 import pickle
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,13 +38,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+from .sources import IMAGE_SUFFIXES  # noqa: F401  (re-exported)
 DATA_DIR = Path(__file__).parent / "data_files"
 
 
 @dataclass(frozen=True)
 class ProxyData:
-    """Train, validation and test splits in memory.
+    """Train, validation and test splits, in memory or memory-mapped from the decoded cache.
 
     ``train_x``/``val_x``/``test_x``: uint8 tensors (N, C, H, W), H = W = ``resolution``;
     ``train_y``/``val_y``/``test_y``: int64 class indices. The search reward and NetAdapt's
@@ -155,23 +163,29 @@ def _subsample(x, y, size: int | None, seed: int):
 
 
 # --------------------------------------------------------------------------- sources
-SOURCE_HELP = ("'default' (the embedded photos), 'cifar10:PATH' (the cifar-10-batches-py folder) or "
-               "'imagefolder:PATH' (a folder per class, optionally under train/, val/ and test/)")
+SOURCE_HELP = ("'default' (the embedded photos), 'cifar10:PATH' (the cifar-10-batches-py folder), "
+               "'tinyimagenet:PATH', 'imagenet:PATH' or 'imagefolder:PATH' (each optionally followed by "
+               "?classes=N,per_class=N; see proxytask.sources)")
 
 
 def load_data(source: str = "default", resolution: int | None = None, seed: int = 0, *,
               train_size: int | None = None, val_size: int | None = None, test_size: int | None = None,
-              val_fraction: float = 0.1, test_fraction: float = 0.2, patch: int | None = None) -> ProxyData:
+              val_fraction: float = 0.1, test_fraction: float = 0.2, patch: int | None = None,
+              cache_dir: str | Path | None = None, workers: int | None = None, progress: bool = True,
+              verify_cache: bool = False) -> ProxyData:
     """Load a proxy data set with train, validation and test splits (see the module docstring).
 
-    ``resolution``: side of the square images (None: the source's own; 32 for image folders).
-    ``train_size``/``val_size``/``test_size``: subsample each split to that many images,
-    class-balanced, chosen with ``seed``. ``val_fraction``: share of the training images held
-    out as validation where a source has no validation split of its own (CIFAR-10, image
-    folders without ``val/``), as MnasNet held 50K ImageNet training images out; ``test_fraction``:
-    share held out as test where a folder has no split at all. ``patch``: side, in source
-    pixels, of the crops of the embedded photos (default :data:`PATCH`). A bad source raises
-    ValueError naming it and the fix.
+    ``resolution``: side of the square images (None: the source's own; 64 for ``tinyimagenet``
+    and ``imagenet``, 32 for image folders). ``train_size``/``val_size``/``test_size``:
+    subsample each split to that many images, class-balanced, chosen with ``seed`` (the copy
+    then lives in RAM). ``val_fraction``: share of the training images held out as validation
+    where a source has no validation split of its own and no ``val_per_class`` (CIFAR-10, image
+    folders without ``val/``); ``test_fraction``: share held out as test where a folder has no
+    split at all. ``patch``: side, in source pixels, of the crops of the embedded photos
+    (default :data:`PATCH`). For folder sources the subset and its seed are part of ``source``
+    (``?classes=N,per_class=N,seed=N``; :mod:`proxytask.sources`), and ``cache_dir``,
+    ``workers``, ``progress`` and ``verify_cache`` go to :func:`proxytask.cache.open_cache`.
+    A bad source raises ValueError naming it and the fix.
     """
     if not isinstance(source, str):
         raise ValueError(f"data: {source!r} is not a string; write {SOURCE_HELP}")
@@ -183,10 +197,11 @@ def load_data(source: str = "default", resolution: int | None = None, seed: int 
         data = _load_default(resolution, patch or PATCH)
     elif kind == "cifar10" and path:
         data = _load_cifar10(Path(path).expanduser(), resolution, seed, val_fraction)
-    elif kind == "imagefolder" and path:
-        data = _load_imagefolder(Path(path).expanduser(), resolution or 32, seed, val_fraction, test_fraction)
+    elif kind in FOLDER_RESOLUTION and path:
+        cache = {"cache_dir": cache_dir, "workers": workers, "progress": progress, "verify": verify_cache}
+        data = _load_folder(source, resolution, val_fraction, test_fraction, cache)
     else:
-        raise ValueError(f"data: {source!r} is not a known source; write {SOURCE_HELP}")
+        raise ValueError(f"data: {source[:80]!r} is not a known source; write {SOURCE_HELP}")
     if train_size is not None or val_size is not None or test_size is not None:
         train_x, train_y = _subsample(data.train_x, data.train_y, train_size, seed)
         val_x, val_y = _subsample(data.val_x, data.val_y, val_size, seed + 1)
@@ -209,27 +224,114 @@ def _hold_out(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return held
 
 
+MAX_CIFAR_ARRAY_BYTES = 64 << 20  # a CIFAR-10 batch's images are 30.7 MB
+MAX_CIFAR_FILE_BYTES = 256 << 20
+CIFAR_CLASSES = 10
+
+
+def _array_bytes(shape, dtype) -> int:
+    """Bytes an array of ``shape`` and ``dtype`` would take; UnpicklingError for object dtypes,
+    odd shapes and anything over :data:`MAX_CIFAR_ARRAY_BYTES` (checked before allocating)."""
+    dtype = np.dtype(dtype) if not isinstance(dtype, np.dtype) else dtype
+    if dtype.hasobject:
+        raise pickle.UnpicklingError("an array of Python objects is not allowed in a CIFAR-10 batch")
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if len(shape) > 8 or not all(isinstance(n, int) and 0 <= n for n in shape):
+        raise pickle.UnpicklingError(f"array shape {shape[:8]} is not a list of sizes")
+    size = dtype.itemsize
+    for n in shape:
+        size *= n
+        if size > MAX_CIFAR_ARRAY_BYTES:
+            break
+    if size > MAX_CIFAR_ARRAY_BYTES:
+        raise pickle.UnpicklingError(f"an array of shape {shape} and dtype {dtype} is over the "
+                                     f"{MAX_CIFAR_ARRAY_BYTES >> 20} MiB bound for a CIFAR-10 batch")
+    return size
+
+
+class _BoundedArray(np.ndarray):
+    """``numpy.ndarray`` as a pickle may name it, with every allocation bounded first."""
+
+    def __new__(cls, shape, dtype=float, *args, **kwargs):
+        _array_bytes(shape, dtype)
+        return np.ndarray.__new__(cls, shape, dtype, *args, **kwargs)
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise pickle.UnpicklingError("not an array state")
+        _array_bytes(state[1], state[2])
+        return super().__setstate__(state)
+
+
+def _bounded_reconstruct(cls, shape, dtype):
+    if cls is not _BoundedArray:
+        raise pickle.UnpicklingError("only numpy arrays may be reconstructed in a CIFAR-10 batch")
+    _array_bytes(shape, np.dtype(dtype.decode("latin1") if isinstance(dtype, bytes) else dtype))
+    return np.ndarray.__new__(_BoundedArray, shape, dtype)
+
+
+def _bounded_frombuffer(buffer, dtype, shape, order):
+    _array_bytes(shape, dtype)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
+
+
 class _CifarUnpickler(pickle.Unpickler):
     """Reads the CIFAR-10 batch pickles without running code: only the classes a batch holds
-    (numpy arrays, dtypes) may be constructed; anything else is refused."""
+    (numpy arrays, dtypes) may be constructed, each array bounded in size before it is
+    allocated (:data:`MAX_CIFAR_ARRAY_BYTES`, no object arrays); anything else is refused."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"): _bounded_reconstruct,
+               ("numpy._core.multiarray", "_reconstruct"): _bounded_reconstruct,
+               ("numpy", "ndarray"): _BoundedArray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): None,
+               ("numpy.core.numeric", "_frombuffer"): _bounded_frombuffer,
+               ("numpy._core.numeric", "_frombuffer"): _bounded_frombuffer}
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch")
-        return super().find_class(module, name)
+        return self.ALLOWED[(module, name)] or super().find_class(module, name)
 
 
 def _read_cifar_batch(path: Path) -> object:
-    with open(path, "rb") as f:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        raise ValueError(f"data: {path} cannot be read ({err.strerror}); restore the CIFAR-10 python layout "
+                         f"(cifar-10-batches-py)") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CIFAR_FILE_BYTES:
+            raise ValueError(f"data: {path} is not a CIFAR-10 batch (not a regular file of at most "
+                             f"{MAX_CIFAR_FILE_BYTES >> 20} MiB); restore the CIFAR-10 python layout")
         try:
             return _CifarUnpickler(f, encoding="bytes").load()
         except Exception as err:  # a damaged or hostile file is a data error, not a crash
-            raise ValueError(f"data: {path} is not a CIFAR-10 batch ({type(err).__name__}: {err}); expected the "
-                             f"CIFAR-10 python layout (cifar-10-batches-py)") from None
+            raise ValueError(f"data: {path} is not a CIFAR-10 batch ({type(err).__name__}: {str(err)[:160]}); "
+                             f"expected the CIFAR-10 python layout (cifar-10-batches-py)") from None
+
+
+def _cifar_arrays(path: Path, batch) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 3, 32, 32) uint8, labels int64 in 0..9) of one batch; one-line errors."""
+    fix = "restore the original batch from cifar-10-python.tar.gz"
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(f"data: {path} is not a CIFAR-10 batch (no b'data' / b'labels'); {fix}")
+    images, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 2 \
+            or images.shape[1] != 3 * 32 * 32:
+        shown = f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}"
+        raise ValueError(f"data: {path}: b'data' must be uint8 pixels of shape (N, 3072), not {shown}; {fix}")
+    if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(images):
+        raise ValueError(f"data: {path}: b'labels' must be a list of {len(images)} labels; {fix}")
+    if isinstance(labels, list) and not all(type(v) is int for v in labels):
+        raise ValueError(f"data: {path}: b'labels' must be integers; {fix}")
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"data: {path}: b'labels' must be integers, not {labels.dtype}; {fix}")
+    bad = np.flatnonzero((labels < 0) | (labels >= CIFAR_CLASSES))
+    if len(bad):
+        raise ValueError(f"data: {path}: label {int(labels[bad[0]])} at row {int(bad[0])} is not a CIFAR-10 class "
+                         f"(0..{CIFAR_CLASSES - 1}); {fix}")
+    return images.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def _load_cifar10(root: Path, resolution: int | None, seed: int, val_fraction: float) -> ProxyData:
@@ -241,20 +343,15 @@ def _load_cifar10(root: Path, resolution: int | None, seed: int, val_fraction: f
     if missing:
         raise ValueError(f"data: 'cifar10:{root}' has no {missing[0]}; expected the CIFAR-10 python layout "
                          f"(cifar-10-batches-py)")
-    parts = []
-    for name in names:
-        batch = _read_cifar_batch(root / name)
-        if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-            raise ValueError(f"data: {root / name} is not a CIFAR-10 batch (no b'data' / b'labels'); "
-                             f"expected the CIFAR-10 python layout (cifar-10-batches-py)")
-        x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        parts.append((x, np.asarray(batch[b"labels"], dtype=np.int64)))
+    parts = [_cifar_arrays(root / name, _read_cifar_batch(root / name)) for name in names]
     classes: tuple[str, ...] = ()
     meta = root / "batches.meta"
     if meta.is_file():
         info = _read_cifar_batch(meta)
-        if isinstance(info, dict):
-            classes = tuple(n.decode() for n in info.get(b"label_names", []))
+        names_given = info.get(b"label_names") if isinstance(info, dict) else None
+        if isinstance(names_given, list) and len(names_given) == CIFAR_CLASSES \
+                and all(isinstance(n, bytes) and len(n) <= 100 for n in names_given):
+            classes = tuple(n.decode("utf-8", "replace") for n in names_given)
     train_x = np.concatenate([p[0] for p in parts[:5]])
     train_y = np.concatenate([p[1] for p in parts[:5]])
     is_val = _hold_out(train_y, val_fraction, seed)
@@ -264,70 +361,45 @@ def _load_cifar10(root: Path, resolution: int | None, seed: int, val_fraction: f
                                    f"as validation; test_batch is the test split)", resolution=resolution)
 
 
-def _load_imagefolder(root: Path, resolution: int, seed: int, val_fraction: float,
-                      test_fraction: float) -> ProxyData:
-    """Splits: ``train/``, ``val/`` and ``test/`` sub-folders when all three exist; with ``train/``
-    and ``val/`` only (the ImageNet layout) ``val/`` is the test split and ``val_fraction`` of
-    ``train/`` is held out as validation; a flat folder is split per class into test
-    (``test_fraction``), validation (``val_fraction``) and train."""
-    from PIL import Image
+def _load_folder(source: str, resolution: int | None, val_fraction: float, test_fraction: float,
+                 cache: dict) -> ProxyData:
+    """A folder source (``tinyimagenet:``, ``imagenet:``, ``imagefolder:``; see
+    :mod:`proxytask.sources`) through the decoded cache (:mod:`proxytask.cache`): memory-mapped,
+    never copied whole into RAM."""
+    from .cache import open_cache
+    from .sources import list_files
 
-    if not root.is_dir():
-        raise ValueError(f"data: 'imagefolder:{root}' is not a folder; give a folder with one sub-folder of "
-                         f"images per class")
-    has = {name: (root / name).is_dir() for name in SPLITS}
-    if has["test"] and not (has["train"] and has["val"]):
-        raise ValueError(f"data: 'imagefolder:{root}' has test/ but not both train/ and val/; give all three, "
-                         f"train/ and val/ (val/ is then the test split), or one folder per class")
-    class_root = root / "train" if has["train"] and has["val"] else root
-    classes = sorted(p.name for p in class_root.iterdir() if p.is_dir())
-    if not classes:
-        raise ValueError(f"data: 'imagefolder:{root}' has no class sub-folders; expected one folder of images "
-                         f"per class (optionally under train/, val/ and test/)")
+    files = list_files(source, val_fraction=val_fraction, test_fraction=test_fraction)
+    kind = files.source.kind
+    resolution = resolution or FOLDER_RESOLUTION[kind]
+    cached = open_cache(files, resolution, **cache)
+    x = {split: torch.from_numpy(cached.images[split]) for split in SPLITS}
+    y = {split: torch.from_numpy(files.labels[split]) for split in SPLITS}
+    return ProxyData(x["train"], y["train"], x["val"], y["val"], num_classes=len(files.classes),
+                     in_channels=cached.channels, resolution=resolution, name=_folder_name(files),
+                     description=_folder_description(files, resolution), mean=cached.mean, std=cached.std,
+                     classes=files.class_names, test_x=x["test"], test_y=y["test"])
 
-    def read(folder: Path) -> tuple[list[np.ndarray], np.ndarray, bool]:
-        images, labels, gray = [], [], True
-        for label, name in enumerate(classes):
-            files = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) \
-                if (folder / name).is_dir() else []
-            for path in files:
-                try:
-                    with Image.open(path) as im:
-                        gray &= im.mode in ("L", "1", "I;16", "I")
-                        im = im.convert("RGB").resize((resolution, resolution), Image.BILINEAR, reducing_gap=None)
-                        images.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
-                except (OSError, ValueError) as err:
-                    raise ValueError(f"data: {path} is not a readable image ({err}); remove it or replace it") from None
-                labels.append(label)
-        return images, np.asarray(labels, dtype=np.int64), gray
 
-    if has["train"] and has["val"]:
-        tx, ty, gray = read(root / "train")
-        if has["test"]:
-            vx, vy, g2 = read(root / "val")
-            sx, sy, g3 = read(root / "test")
-        else:
-            sx, sy, g3 = read(root / "val")
-            is_val = _hold_out(ty, val_fraction, seed)
-            vx, vy, g2 = [im for im, v in zip(tx, is_val) if v], ty[is_val], True
-            tx, ty = [im for im, v in zip(tx, is_val) if not v], ty[~is_val]
-        gray = gray and g2 and g3
-    else:
-        images, labels, gray = read(root)
-        is_test = _hold_out(labels, test_fraction, seed)
-        rest = np.flatnonzero(~is_test)
-        is_val = np.zeros(len(labels), dtype=bool)
-        is_val[rest[_hold_out(labels[rest], val_fraction / (1 - test_fraction), seed + 1)]] = True
-        is_train = ~is_test & ~is_val
-        pick = lambda mask: [im for im, m in zip(images, mask) if m]  # noqa: E731
-        tx, ty, vx, vy, sx, sy = pick(is_train), labels[is_train], pick(is_val), labels[is_val], \
-            pick(is_test), labels[is_test]
-    if not len(tx) or not len(vx) or not len(sx):
-        raise ValueError(f"data: 'imagefolder:{root}' needs images in all three splits; found {len(tx)} train, "
-                         f"{len(vx)} val and {len(sx)} test images (add images, at least 3 per class)")
-    stack = (lambda xs: np.stack(xs)[:, :1]) if gray else np.stack
-    return from_arrays(stack(tx), ty, stack(vx), vy, test_x=stack(sx), test_y=sy, name=f"imagefolder:{root.name}",
-                       classes=classes, description=f"image folder {root}, resized to {resolution}x{resolution}")
+FOLDER_RESOLUTION = {"tinyimagenet": 64, "imagenet": 64, "imagefolder": 32}
+
+
+def _folder_name(files) -> str:
+    options = files.source.canonical.partition("?")[2]
+    return f"{files.source.kind}:{files.source.root.name}" + (f"?{options}" if options else "")
+
+
+def _folder_description(files, resolution: int) -> str:
+    subset = files.source.subset()
+    counts = {split: files.count(split) for split in SPLITS}
+    held = {"tinyimagenet": "validation held out of train/ per class, test = its labelled val/",
+            "imagenet": "validation held out of train/ per class, test = val/",
+            "imagefolder": "splits from train/ val/ test/ or held out per class"}[files.source.kind]
+    return (f"{files.source.kind} {files.source.root}: {len(files.classes)} classes"
+            f"{' chosen with seed ' + str(subset['seed']) if subset['classes'] else ''}, "
+            f"{counts['train']} train / {counts['val']} val / {counts['test']} test images ({held}; subset "
+            f"{', '.join(f'{k}={v}' for k, v in subset.items() if v is not None)}), centre square resized to "
+            f"{resolution} x {resolution}, decoded once into a memory-mapped cache")
 
 
 # --------------------------------------------------------------------------- the default
@@ -339,8 +411,10 @@ DEFAULT_DESCRIPTION = (
     "immunohistochemistry, moon, page, retina, rocket, text; CC0 / public domain), grayscale, 256 x 256. "
     "A square patch is classified by the image it comes from. Each image is cut into a grid of tiles "
     "(4 x 4 tiles of 64 px for patches up to 48 px, 2 x 2 of 128 px above); tile (row r, column c) "
-    "belongs to validation when (c + 2r) mod 4 = 0, to test when it is 2, to training otherwise, so "
-    "every row and column of tiles feeds each split and no patch shares a pixel with another split. "
+    "belongs to validation when (c + 2r) mod 4 = 0, to test when it is 2, to training otherwise. So "
+    "the even tile columns (0 and 2) hold only validation and test tiles, alternating from row to row, "
+    "and the odd columns (1 and 3) only training tiles; every row of tiles feeds each split, and no "
+    "patch shares a pixel with a patch of another split (a patch lies inside one tile). "
     "Patches are cut every 8 px inside each tile (every 4 px for 33 to 48 px patches); nearly flat "
     "patches (pixel std < 3, i.e. blank "
     "background) carry no class and are dropped.")

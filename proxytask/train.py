@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import MAX_EPOCHS, MAX_PROXY_RESOLUTION
 from .data import ProxyData
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -34,7 +35,6 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 AUGMENTATIONS = ("none", "flip")
 AMP_MODES = ("none", "bf16")
 LINEAR_INITS = ("fan_in", "builder")
-MAX_EPOCHS = 1000
 
 
 def failure_reason(spec, err: BaseException, limit: int = 300) -> str:
@@ -63,14 +63,11 @@ class TrainingDiverged(ArithmeticError):
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """How a child is trained. The defaults are tuned for the default data set with
-    ``python -m experiments.proxy_discrimination`` (20 random mobilenetv3 children, seeds 0 and 1,
-    two 1-thread trials at once; results/proxy_discrimination.json): Spearman 0.84 between the
-    seeds, seed-averaged accuracies from 16 % to 55 % (10-90 %: 23 points), 34 s of CPU per child
-    on average (17-67 s; the largest children cost most). ``epochs=1.5`` ranks more reliably
-    (Spearman 0.92, per-child seed differences 2.5 points sd instead of 5) at 47 s per child.
-    All children of a search should share one ``seed``: the data order is then common to them
-    (at 1.5 epochs seed 1 scored 19 of 20 children higher than seed 0, by 4.7 points on average).
+    """How a child is trained. These are the generic defaults; a run's settings come from a
+    profile (:data:`proxytask.profiles.PROFILES`), whose figures -- how well the signal ranks
+    networks, and at what cost per child -- are measured by ``python -m
+    experiments.benchmarks.proxy_fidelity`` and recorded in ``results/proxy_fidelity/`` (see its
+    README). All children of a search should share one ``seed``: the data order is then common.
 
     ``epochs`` may be fractional; ``max_steps`` caps the number of steps. ``lr`` is the peak
     learning rate; ``schedule`` ``onecycle`` warms up linearly from ``lr / 25`` over
@@ -145,7 +142,7 @@ class ProxyConfig:
         integer("seed", 0, 2 ** 32 - 1)
         integer("bn_recalibration_batches", 0, 10_000)
         integer("max_steps", 1, 10_000_000, optional=True)
-        integer("resolution", 8, 1_024, optional=True)
+        integer("resolution", 8, MAX_PROXY_RESOLUTION, optional=True)
         number("lr", 0, 1e15, low_open=True)  # absurd rates are allowed: tests drive a child to diverge
         number("warmup_fraction", 0, 1, high_open=True)
         number("label_smoothing", 0, 1, high_open=True)

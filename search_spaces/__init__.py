@@ -13,7 +13,7 @@ from .references import reference
 from .spec import (NONLINEARITIES, OPERATORS, ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec, load_spec,
                    se_width)
 
-from ._lazy import lazy_getattr
+from jobs.lazy import lazy_getattr
 
 _LAZY = {
     "build": ("builder", "build"),

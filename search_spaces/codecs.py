@@ -32,7 +32,7 @@ import re
 
 from .spec import MAX_BLOCKS, ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec, se_width
 from ._divisible import make_divisible
-from .safe_io import echo
+from jobs.safe_io import echo
 
 NL_TOKENS = {"relu": "re", "relu6": "r6", "hswish": "hs", "swish": "sw"}
 NL_FROM_TOKEN = {v: k for k, v in NL_TOKENS.items()}
@@ -201,6 +201,100 @@ def _refuse(options: dict[str, str], flags: set[str], path: str, token: str, tak
                         f"unknown token {echo(left[0], 40)} in {echo(token)}; {takes}")
 
 
+def _stem_from_token(token: str) -> tuple[StemSpec, int, int]:
+    """The stem token: (the stem, the input resolution, the input channels)."""
+    kind, opts, flags = _parse_token(token, "stem")
+    if kind != "stem":
+        raise SpecError("stem", f"{echo(token)} is not a stem token; write stem_k3_s2_c16_nhs")
+    stem_nl = opts.pop("n", "hswish")
+    try:
+        stem = StemSpec(_take(opts, "c", "stem", token), _take(opts, "k", "stem", token, default=3),
+                        _take(opts, "s", "stem", token, default=2), stem_nl)
+    except SpecError as err:
+        raise err if err.path == "stem" else err.prefixed("stem") from None
+    resolution = _take(opts, "res", "stem", token, default=224)
+    in_channels = _take(opts, "i", "stem", token, default=3)
+    _refuse(opts, flags, "stem", token, takes="a stem takes k, s, c, n.., res and i")
+    return stem, resolution, in_channels
+
+
+def _expansion_and_se(kind: str, opts: dict, flags: set, path: str, token: str) -> tuple[float | None, float | None, int]:
+    """A block token's (expansion ratio, SE ratio, SE channels); a regular conv has none of them."""
+    if kind == "cn":
+        _refuse(opts, flags - {"noskip"}, path, token,
+                why="a regular conv (cn) has no expansion or SE; use an ir block for those")
+        return None, 0.0, 0
+    ratio = _take(opts, "e", path, token, cast=float, default=1.0, minimum=0)
+    if kind == "ds" and ratio != 1:
+        raise SpecError(path, f"{echo(token)}: a ds block expands by e1 (no expansion layer); use ir for another ratio")
+    se_ratio = _take(opts, "se", path, token, cast=float, default=None, minimum=0)
+    se_abs = _take(opts, "sc", path, token, default=0)
+    _refuse(opts, set(), path, token, takes="a block takes r, k, s, e, c, se, sc, n.., gs and noskip")
+    if se_ratio is not None and se_ratio != 0.25:
+        raise SpecError(path, f"se{se_ratio:g} is not supported; write se0.25 or sc<channels>")
+    if se_ratio and se_abs:
+        raise SpecError(path, f"{echo(token)} gives the SE twice (se and sc); write one")
+    if "gs" in flags and not (se_ratio or se_abs):
+        raise SpecError(path, f"gs (a sigmoid SE gate) in {echo(token)} needs an SE; add se0.25 or sc<N>")
+    return ratio, se_ratio, se_abs
+
+
+def _blocks_from_tokens(tokens: list[str], channels: int, stem_nl: str) -> tuple[list[BlockSpec], int | None, str | None]:
+    """The stage tokens: (the blocks, the head conv's channels and nonlinearity when the last
+    token is the 1x1 head conv, else None)."""
+    blocks: list[BlockSpec] = []
+    for t, token in enumerate(tokens):
+        path = f"token[{t}]"
+        kind, opts, flags = _parse_token(token, path)
+        if kind not in ("ir", "ds", "cn"):
+            raise SpecError(path, f"unknown block type {echo(kind, 20)} in {echo(token)}; use ir, ds or cn")
+        repeats = _take(opts, "r", path, token, default=1)
+        kernel = _take(opts, "k", path, token)
+        stride = _take(opts, "s", path, token, default=1)
+        out = _take(opts, "c", path, token)
+        nl = opts.pop("n", stem_nl)
+        if kind == "cn" and kernel == 1 and t == len(tokens) - 1:
+            if repeats != 1 or stride != 1:
+                raise SpecError(path, f"the head conv {echo(token)} is one 1x1 conv at stride 1; write r1 and s1")
+            _refuse(opts, flags, path, token, why="the head conv takes only r1, k1, s1, c and n..")
+            return blocks, out, nl
+        if repeats > MAX_BLOCKS - len(blocks):
+            raise SpecError(path, f"r{repeats} in {echo(token)} makes more than {MAX_BLOCKS} blocks; "
+                                  f"at most {MAX_BLOCKS} in all")
+        ratio, se_ratio, se_abs = _expansion_and_se(kind, opts, flags, path, token)
+        for r in range(repeats):
+            exp = None if kind == "cn" else channels if kind == "ds" else round(channels * ratio)
+            se = se_width(exp) if se_ratio and exp else se_abs
+            try:
+                blocks.append(BlockSpec("conv" if kind == "cn" else "bneck", kernel, stride if r == 0 else 1, exp, out,
+                                        se, nl, "sigmoid" if "gs" in flags else "hsigmoid", "noskip" not in flags))
+            except SpecError as err:
+                raise err.prefixed(path) from None
+            channels = out
+    return blocks, None, None
+
+
+def _head_from_token(token: str, conv_channels: int | None, conv_nl: str | None, stem_nl: str
+                     ) -> tuple[HeadSpec, int, float]:
+    """The head token: (the head, the number of classes, the dropout)."""
+    kind, opts, flags = _parse_token(token, "head")
+    if kind != "head":
+        raise SpecError("head", f"{echo(token)} is not a head token; write head or head_c1280")
+    hidden = _take(opts, "c", "head", token, default=None)
+    head_nl = opts.pop("n", None)
+    if head_nl is not None and conv_nl is not None:
+        raise SpecError("head", f"{echo(token)}: the head's nonlinearity is written on the head conv token "
+                                f"when there is one; remove n{NL_TOKENS[head_nl]} here")
+    head_nl = head_nl or conv_nl or stem_nl
+    num_classes = _take(opts, "nc", "head", token, default=1000)
+    dropout = _take(opts, "d", "head", token, cast=float, default=0.2, minimum=0)
+    _refuse(opts, flags, "head", token, takes="a head takes c, n.., nc and d")
+    try:
+        return HeadSpec(conv_channels, hidden, head_nl), num_classes, dropout
+    except SpecError as err:
+        raise err.prefixed("head") from None
+
+
 def from_arch_string(text: str, name: str | None = None) -> ArchSpec:
     """Parse an arch string (see the module docstring) into an ArchSpec."""
     if not isinstance(text, str):
@@ -214,90 +308,10 @@ def from_arch_string(text: str, name: str | None = None) -> ArchSpec:
     parts = body.split("|")
     if len(parts) < 3 or not parts[0].startswith("stem") or not parts[-1].startswith("head"):
         raise SpecError("arch_string", "expected 'stem_...|<stages>|head...' (see search_spaces.codecs)")
-    kind, opts, flags = _parse_token(parts[0], "stem")
-    if kind != "stem":
-        raise SpecError("stem", f"{echo(parts[0])} is not a stem token; write stem_k3_s2_c16_nhs")
-    stem_nl = opts.pop("n", "hswish")
-    try:
-        stem = StemSpec(_take(opts, "c", "stem", parts[0]), _take(opts, "k", "stem", parts[0], default=3),
-                        _take(opts, "s", "stem", parts[0], default=2), stem_nl)
-    except SpecError as err:
-        raise err if err.path == "stem" else err.prefixed("stem") from None
-    resolution = _take(opts, "res", "stem", parts[0], default=224)
-    in_channels = _take(opts, "i", "stem", parts[0], default=3)
-    _refuse(opts, flags, "stem", parts[0], takes="a stem takes k, s, c, n.., res and i")
-    blocks: list[BlockSpec] = []
-    channels = stem.out_channels
-    conv_channels = None
-    conv_nl = None
+    stem, resolution, in_channels = _stem_from_token(parts[0])
     stage_tokens = [tok for stage in parts[1:-1] for tok in stage.split(",")]
-    for t, token in enumerate(stage_tokens):
-        path = f"token[{t}]"
-        kind, opts, flags = _parse_token(token, path)
-        if kind not in ("ir", "ds", "cn"):
-            raise SpecError(path, f"unknown block type {echo(kind, 20)} in {echo(token)}; use ir, ds or cn")
-        repeats = _take(opts, "r", path, token, default=1)
-        kernel = _take(opts, "k", path, token)
-        stride = _take(opts, "s", path, token, default=1)
-        out = _take(opts, "c", path, token)
-        nl = opts.pop("n", stem_nl)
-        if kind == "cn" and kernel == 1 and t == len(stage_tokens) - 1:
-            if repeats != 1 or stride != 1:
-                raise SpecError(path, f"the head conv {echo(token)} is one 1x1 conv at stride 1; write r1 and s1")
-            _refuse(opts, flags, path, token, why="the head conv takes only r1, k1, s1, c and n..")
-            conv_channels, conv_nl = out, nl
-            break
-        if repeats > MAX_BLOCKS - len(blocks):
-            raise SpecError(path, f"r{repeats} in {echo(token)} makes more than {MAX_BLOCKS} blocks; "
-                                  f"at most {MAX_BLOCKS} in all")
-        if kind == "cn":
-            _refuse(opts, flags - {"noskip"}, path, token,
-                    why="a regular conv (cn) has no expansion or SE; use an ir block for those")
-            ratio, se_ratio, se_abs = None, 0.0, 0
-        else:
-            ratio = _take(opts, "e", path, token, cast=float, default=1.0, minimum=0)
-            if kind == "ds" and ratio != 1:
-                raise SpecError(path, f"{echo(token)}: a ds block expands by e1 (no expansion layer); "
-                                      "use ir for another ratio")
-            se_ratio = _take(opts, "se", path, token, cast=float, default=None, minimum=0)
-            se_abs = _take(opts, "sc", path, token, default=0)
-            _refuse(opts, set(), path, token, takes="a block takes r, k, s, e, c, se, sc, n.., gs and noskip")
-            if se_ratio is not None and se_ratio != 0.25:
-                raise SpecError(path, f"se{se_ratio:g} is not supported; write se0.25 or sc<channels>")
-            if se_ratio and se_abs:
-                raise SpecError(path, f"{echo(token)} gives the SE twice (se and sc); write one")
-            if "gs" in flags and not (se_ratio or se_abs):
-                raise SpecError(path, f"gs (a sigmoid SE gate) in {echo(token)} needs an SE; add se0.25 or sc<N>")
-        for r in range(repeats):
-            if kind == "cn":
-                exp = None
-            elif kind == "ds":
-                exp = channels
-            else:
-                exp = round(channels * ratio)
-            se = se_width(exp) if se_ratio and exp else se_abs
-            try:
-                blocks.append(BlockSpec("conv" if kind == "cn" else "bneck", kernel, stride if r == 0 else 1, exp, out,
-                                        se, nl, "sigmoid" if "gs" in flags else "hsigmoid", "noskip" not in flags))
-            except SpecError as err:
-                raise err.prefixed(path) from None
-            channels = out
-    kind, opts, flags = _parse_token(parts[-1], "head")
-    if kind != "head":
-        raise SpecError("head", f"{echo(parts[-1])} is not a head token; write head or head_c1280")
-    hidden = _take(opts, "c", "head", parts[-1], default=None)
-    head_nl = opts.pop("n", None)
-    if head_nl is not None and conv_nl is not None:
-        raise SpecError("head", f"{echo(parts[-1])}: the head's nonlinearity is written on the head conv token "
-                                f"when there is one; remove n{NL_TOKENS[head_nl]} here")
-    head_nl = head_nl or conv_nl or stem_nl
-    num_classes = _take(opts, "nc", "head", parts[-1], default=1000)
-    dropout = _take(opts, "d", "head", parts[-1], cast=float, default=0.2, minimum=0)
-    _refuse(opts, flags, "head", parts[-1], takes="a head takes c, n.., nc and d")
-    try:
-        head = HeadSpec(conv_channels, hidden, head_nl)
-    except SpecError as err:
-        raise err.prefixed("head") from None
+    blocks, conv_channels, conv_nl = _blocks_from_tokens(stage_tokens, stem.out_channels, stem.nonlinearity)
+    head, num_classes, dropout = _head_from_token(parts[-1], conv_channels, conv_nl, stem.nonlinearity)
     return ArchSpec(name=name if name is not None else prefix, stem=stem, blocks=tuple(blocks), head=head,
                     num_classes=num_classes, resolution=resolution, dropout=dropout, in_channels=in_channels)
 

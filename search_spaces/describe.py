@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .cliargs import ArgumentParser, integer, number
+from jobs.cli import ArgumentParser, integer, number
 from .codecs import to_arch_string
 from .cost import describe
 from .heads.spec import HEADS, parse_resolution, with_head

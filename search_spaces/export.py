@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .cliargs import ArgumentParser, check_output_file, fail, integer, number
+from jobs.cli import ArgumentParser, check_output_file, fail, integer, number
 from .codecs import timm_arch_def, to_arch_string
-from .safe_io import InputError, echo, load_state_dict
+from jobs.safe_io import InputError, echo, load_state_dict
 from .spec import MAX_RESOLUTION, MIN_RESOLUTION, SpecError, resolve_spec
 
 ONNX_TOLERANCE = 1e-4

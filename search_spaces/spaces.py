@@ -30,7 +30,7 @@ import yaml
 
 from ._divisible import make_divisible
 from .opkey import OpKey
-from .safe_io import InputError, load_yaml, read_text, yaml_problem
+from jobs.safe_io import InputError, load_yaml, read_text, yaml_problem
 from .spec import NONLINEARITIES, ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec, se_width
 
 SPACE_DIR = Path(__file__).parent / "spaces"

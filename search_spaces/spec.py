@@ -15,7 +15,7 @@ most :data:`MAX_CLASSES` (100,000); ``resolution`` from 8 to :data:`MAX_RESOLUTI
 ``name`` of at most :data:`MAX_NAME_CHARS` (200) printable characters without ``|``, ``:``
 or surrounding spaces (so that arch strings round-trip it). Integer fields take integers only:
 ``3.0`` and ``true`` are refused. Spec files are read as UTF-8, at most 1 MiB, with YAML
-aliases and nesting bounded (:mod:`search_spaces.safe_io`).
+aliases and nesting bounded (:mod:`jobs.safe_io`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ import yaml
 
 from ._divisible import make_divisible
 from .opkey import OpKey
-from .safe_io import InputError, echo, load_yaml, read_text, shorten, yaml_problem
+from jobs.files import kind_of
+from jobs.safe_io import InputError, echo, load_yaml, read_text, shorten, yaml_problem
 
 OPERATORS = ("bneck", "conv")
 KERNELS = (3, 5, 7)
@@ -442,7 +443,11 @@ def load_spec(source: str | Path, **overrides: Any) -> ArchSpec:
         spec = references.reference(text)
     elif path.suffix in (".yaml", ".yml") or _is_file(path):
         if not _is_file(path):
-            raise SpecError("", f"spec file {echo(text)} does not exist")
+            try:
+                what = f"is {kind_of(path.stat().st_mode)}, not a file"  # a FIFO, a device, a folder
+            except (OSError, ValueError):
+                what = "does not exist"
+            raise SpecError("", f"spec file {echo(text)} {what}")
         try:
             spec = ArchSpec.from_yaml(read_text(path, what="spec file"))
         except InputError as err:

@@ -120,25 +120,8 @@ def _timm_key_map(model: nn.Module, state_dict: Mapping[str, Any]) -> tuple[dict
     return key_map, note
 
 
-def import_state_dict(model: nn.Module, state_dict: Mapping[str, Any], layout: str = "torchvision") -> nn.Module:
-    """Load a torchvision or timm MobileNetV3 state dict into ``model``; returns ``model``.
-
-    ``model`` is a network from :func:`search_spaces.build` of the spec matching the checkpoint
-    (e.g. ``reference("mobilenet_v3_large", 0.75)`` for timm's ``mobilenetv3_large_075``);
-    ``layout`` is ``"torchvision"`` (keys map one to one) or ``"timm"`` (keys are translated,
-    see the module docstring). In eval mode the model then computes what the source model does.
-
-    BatchNorm epsilon: torchvision's MobileNetV3 uses ``eps=1e-3`` and timm's ``mobilenetv3_*``
-    PyTorch's default ``1e-5``. The epsilon is not stored in a state dict, so on success this
-    function sets ``eps`` of every ``BatchNorm2d`` of ``model`` to the layout's value
-    (``BN_EPS[layout]``); without that the outputs would differ.
-
-    Loading is strict: every model tensor must come from the checkpoint (only
-    ``num_batches_tracked`` may be absent; the model's own counter is then kept) and every
-    checkpoint tensor must be used. A misfit raises a one-line ``ValueError`` naming the first
-    offending key, e.g. ``features.4.block.2.fc1.weight: checkpoint shape (32, 72, 1, 1) does not
-    fit the model's (24, 72, 1, 1)``; the model is left unchanged then.
-    """
+def _check_arguments(model, state_dict, layout: str) -> None:
+    """One error for a layout, a model or a state dict :func:`import_state_dict` cannot take."""
     if not isinstance(layout, str) or layout not in LAYOUTS:
         raise ValueError(f"layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
     if not (isinstance(model, nn.Module) and isinstance(getattr(model, "features", None), nn.Sequential)
@@ -152,12 +135,10 @@ def import_state_dict(model: nn.Module, state_dict: Mapping[str, Any], layout: s
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{key}: checkpoint value is a {type(value).__name__}, not a tensor")
 
-    own = model.state_dict()
-    if layout == "torchvision":
-        key_map, note = {k: k for k in own}, ""
-    else:
-        key_map, note = _timm_key_map(model, state_dict)
 
+def _matched_tensors(own: dict, state_dict: Mapping[str, Any], key_map: dict, note: str) -> dict:
+    """The model's tensors (``own``) filled from the checkpoint through ``key_map`` (model key ->
+    checkpoint key); a missing, misshapen or unused checkpoint tensor is a one-line ValueError."""
     loaded: dict[str, torch.Tensor] = {}
     for key, target in own.items():
         source = key_map[key]
@@ -182,7 +163,35 @@ def import_state_dict(model: nn.Module, state_dict: Mapping[str, Any], layout: s
         if source not in used:
             raise ValueError(f"{source}: unexpected key in the checkpoint; the model has no tensor for it"
                              + (f" ({note})" if note else ""))
+    return loaded
 
+
+def import_state_dict(model: nn.Module, state_dict: Mapping[str, Any], layout: str = "torchvision") -> nn.Module:
+    """Load a torchvision or timm MobileNetV3 state dict into ``model``; returns ``model``.
+
+    ``model`` is a network from :func:`search_spaces.build` of the spec matching the checkpoint
+    (e.g. ``reference("mobilenet_v3_large", 0.75)`` for timm's ``mobilenetv3_large_075``);
+    ``layout`` is ``"torchvision"`` (keys map one to one) or ``"timm"`` (keys are translated,
+    see the module docstring). In eval mode the model then computes what the source model does.
+
+    BatchNorm epsilon: torchvision's MobileNetV3 uses ``eps=1e-3`` and timm's ``mobilenetv3_*``
+    PyTorch's default ``1e-5``. The epsilon is not stored in a state dict, so on success this
+    function sets ``eps`` of every ``BatchNorm2d`` of ``model`` to the layout's value
+    (``BN_EPS[layout]``); without that the outputs would differ.
+
+    Loading is strict: every model tensor must come from the checkpoint (only
+    ``num_batches_tracked`` may be absent; the model's own counter is then kept) and every
+    checkpoint tensor must be used. A misfit raises a one-line ``ValueError`` naming the first
+    offending key, e.g. ``features.4.block.2.fc1.weight: checkpoint shape (32, 72, 1, 1) does not
+    fit the model's (24, 72, 1, 1)``; the model is left unchanged then.
+    """
+    _check_arguments(model, state_dict, layout)
+    own = model.state_dict()
+    if layout == "torchvision":
+        key_map, note = {k: k for k in own}, ""
+    else:
+        key_map, note = _timm_key_map(model, state_dict)
+    loaded = _matched_tensors(own, state_dict, key_map, note)
     model.load_state_dict(loaded, strict=True)
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):

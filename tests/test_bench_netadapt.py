@@ -1,4 +1,4 @@
-"""experiments.bench_netadapt: the pure pieces (interpolation at equal latency, the verdict, the
+"""experiments.benchmarks.bench_netadapt: the pure pieces (interpolation at equal latency, the verdict, the
 selection-noise statistics) on synthetic numbers with known answers, and one tiny real run of the
 noise part on Ray (resumed from its cache)."""
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from experiments.bench_netadapt import (cheapest_above_noise, equal_latency_verdict, interpolate_at, noise,
+from experiments.benchmarks.bench_netadapt import (cheapest_above_noise, equal_latency_verdict, interpolate_at, noise,
                                         noise_statistics, summary)
 
 
@@ -110,7 +110,7 @@ def test_cheapest_above_noise_prefers_fewer_steps_then_fewer_images():
 
 
 # ----------------------------------------------------------------------------- a tiny real run
-def test_tiny_noise_run_on_ray_resumes_from_its_cache(tmp_path, ray_session):
+def test_tiny_noise_run_on_the_grid_resumes_from_its_journal(tmp_path):
     from netadapt.config import NetAdaptConfig
     from search_spaces import ArchSpec, BlockSpec, HeadSpec, StemSpec
 
@@ -125,7 +125,9 @@ def test_tiny_noise_run_on_ray_resumes_from_its_cache(tmp_path, ray_session):
     lines = []
     result = noise(config, steps=(2, 3), log=lines.append)
     assert (tmp_path / "run" / "seed.pt").exists()  # pre-trained, as NetAdapt's seed step would
-    cache = json.loads((tmp_path / "run" / "bench_trainings.json").read_text())
+    from proxytask.grid import journaled_results
+
+    cache = journaled_results(tmp_path / "run" / "bench_trainings.jsonl")  # the one grid's journal
     assert len(cache) == 2 * 2 * result["proposals"] and result["proposals"] >= 2
     assert all(r["status"] == "ok" and 0 <= r["val_subset_accuracy"] <= 1 for r in cache.values())
     assert result["eval_images"]["subset"] == 64 and result["eval_images"]["whole"] > 64

@@ -178,12 +178,48 @@ def test_search_and_netadapt_check_out_first(tmp_path, capsys, out):
 def test_search_dry_run_prints_the_checked_settings(tmp_path, capsys):
     from nas.search import main
 
-    argv = ["--dry-run", "--out", tmp_path / "run", "--proxy", "lr=0.05", "--epochs", "0.5"]
+    argv = ["--dry-run", "--json", "--out", tmp_path / "run", "--proxy", "lr=0.05", "--epochs", "0.5"]
     code, out, err = call(main, argv, capsys)
     assert code == 0, err
-    settings = json.loads(out)
+    plan = json.loads(out)
+    settings = plan["config"]
     assert settings["proxy_overrides"] == {"lr": 0.05} and settings["epochs"] == 0.5
     assert not (tmp_path / "run").exists()
+    # what will run, resolved: the target latency and the signal are never null
+    assert plan["target_ms"] > 0 and "mobilenet_v3_large" in plan["target_ms_source"]
+    assert plan["signal"]["profile"] == "cpu" and plan["signal"]["proxy"]["device"] == "cpu"
+    assert plan["signal"]["proxy"]["epochs"] == 0.5 and plan["signal"]["proxy"]["lr"] == 0.05
+
+
+def _words(main, argv, capsys) -> str:
+    code, out, err = call(main, argv, capsys)
+    assert code == 0, err
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out)  # words for a person; JSON only with --json
+    return out
+
+
+def test_dry_runs_say_in_words_what_will_run(tmp_path, capsys):
+    import re
+
+    from nas.search import main as search_main
+    from netadapt.run import main as netadapt_main
+
+    out = _words(search_main, ["--dry-run", "--out", tmp_path / "run", "--epochs", "0.5"], capsys)
+    assert re.search(r"target latency: \d+\.\d+ ms on pixel1, from mobilenet_v3_large", out), out
+    assert "profile cpu" in out and "device cpu" in out and "64 px" in out and "0.5 epochs" in out
+    assert "data default" in out
+    gpu = _words(search_main, ["--dry-run", "--out", tmp_path / "run", "--gpus-per-trial", "1"], capsys)
+    assert "profile gpu" in gpu and "device cuda" in gpu and "96 px" in gpu and "3 epochs" in gpu
+    out = _words(netadapt_main, ["mobilenet_v3_small", "--budget-ratio", "0.9", "--out", tmp_path / "n",
+                                 "--dry-run"], capsys)
+    assert re.search(r"latency budget: \d+\.\d+ ms on pixel1, 0\.9 x mobilenet_v3_small's \d+\.\d+ ms", out), out
+    assert "profile cpu" in out and "device cpu" in out and "data default" in out
+    code, out, err = call(netadapt_main, ["mobilenet_v3_small", "--budget-ms", "10", "--out", tmp_path / "n",
+                                          "--dry-run", "--json"], capsys)
+    plan = json.loads(out)
+    assert plan["budget_ms"] == 10 and plan["budget_ms_source"] == "given (--budget-ms)"
+    assert plan["signal"]["profile"] == "cpu" and not (tmp_path / "n").exists()
 
 
 NETADAPT_BAD = [

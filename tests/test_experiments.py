@@ -313,11 +313,14 @@ def _check_pipeline_outputs(out: Path, summary: dict, network: str) -> None:
     comparison = summary["comparison"]
     assert set(comparison) == {"ours", "reference"}
     for side in comparison.values():
-        assert set(side) == {"pixel1_ms", "test_accuracy"} and len(side["test_accuracy"]) == 2
-        assert all(0 <= a <= 1 for a in side["test_accuracy"]) and side["pixel1_ms"] > 0
-    assert comparison["ours"]["pixel1_ms"] == pytest.approx(predict_ms(ours, "pixel1"), abs=1e-3)
-    assert comparison["reference"]["pixel1_ms"] == pytest.approx(
-        predict_ms(reference(f"mobilenet_v3_{network}"), "pixel1"), abs=1e-3)
+        assert set(side) == {"target", "latency_ms", "test_accuracy"} and len(side["test_accuracy"]) == 2
+        assert all(0 <= a <= 1 for a in side["test_accuracy"]) and side["latency_ms"] > 0
+        assert side["target"] == summary["target"]
+    assert comparison["ours"]["latency_ms"] == pytest.approx(predict_ms(ours, summary["target"]), abs=1e-3)
+    assert comparison["reference"]["latency_ms"] == pytest.approx(
+        predict_ms(reference(f"mobilenet_v3_{network}"), summary["target"]), abs=1e-3)
+    # the proxy-trained weights exist exactly when summary.md links them
+    assert (out / "definition" / "proxy_trained.pt").is_file() == ("proxy_trained.pt" in md)
     assert [c["width"] for c in summary["reference_curve"]] == [0.5, 1.0]
     assert (out / "comparison.png").stat().st_size > 0
     trainings = [json.loads(line) for line in (out / "definition" / "trainings.jsonl").read_text().splitlines()]
@@ -333,8 +336,8 @@ def _check_pipeline_outputs(out: Path, summary: dict, network: str) -> None:
 def test_tiny_pipeline_small_path_searches_then_adapts(tmp_path, ray_session):
     import ray
 
-    from experiments.pipeline import PipelineError, run_pipeline
-    from experiments.pipeline_config import load_config
+    from experiments.pipeline.stages import PipelineError, run_pipeline
+    from experiments.pipeline.config import load_config
 
     config_file = _tiny_config(tmp_path, "small", "search")
     config = load_config("small", config_file)
@@ -359,8 +362,8 @@ def test_tiny_pipeline_small_path_searches_then_adapts(tmp_path, ray_session):
 
 
 def test_tiny_pipeline_large_path_starts_from_the_given_seed(tmp_path, ray_session):
-    from experiments.pipeline import run_pipeline
-    from experiments.pipeline_config import load_config
+    from experiments.pipeline.stages import run_pipeline
+    from experiments.pipeline.config import load_config
 
     (tmp_path / "seed.yaml").write_text(TINY_SEED)
     config = load_config("large", _tiny_config(tmp_path, "large", "seed.yaml"))
@@ -386,7 +389,7 @@ head: {conv_channels: 128, hidden_channels: null, nonlinearity: relu}
 
 
 def test_pipeline_configs_load_and_bad_keys_are_named(tmp_path):
-    from experiments.pipeline_config import ConfigError, load_config
+    from experiments.pipeline.config import ConfigError, load_config
 
     large, small = load_config("large"), load_config("small")
     assert (large["search"]["w"], small["search"]["w"]) == (-0.07, -0.15)
@@ -414,8 +417,8 @@ def _trials(tmp_path: Path, space, rows: list[tuple[tuple[int, ...], float]]) ->
 def test_seed_choice_skips_the_best_child_that_netadapt_cannot_bring_to_the_budget(tmp_path):
     """The best child by reward sits far above the budget: NetAdapt's capacity (max_iterations x
     delta) cannot close the gap, so the next child within reach is NetAdapt's seed."""
-    from experiments.pipeline import choose_seed, netadapt_reach
-    from experiments.pipeline_config import load_config
+    from experiments.pipeline.stages import choose_seed, netadapt_reach
+    from experiments.pipeline.config import load_config
     from search_spaces.spaces import get_space
 
     (tmp_path / "space.yaml").write_text(TINY_SPACE)
@@ -453,8 +456,8 @@ def test_seed_choice_skips_the_best_child_that_netadapt_cannot_bring_to_the_budg
 def test_netadapt_reach_counts_steps_iterations_and_rounds(tmp_path):
     """Capacity = max_iterations x delta, delta = step_ratio x the seed's latency (an independent
     count on MnasNet-A1: 70.0 ms on pixel1, 7.23 ms saved by the redesign)."""
-    from experiments.pipeline import netadapt_reach
-    from experiments.pipeline_config import load_config
+    from experiments.pipeline.stages import netadapt_reach
+    from experiments.pipeline.config import load_config
 
     config = load_config("large")
     a1 = reference("mnasnet_a1")
@@ -474,38 +477,38 @@ def test_netadapt_reach_counts_steps_iterations_and_rounds(tmp_path):
 def test_lead_and_noise_on_known_numbers():
     from netadapt.selection import lead_and_noise
 
-    out = lead_and_noise([0.5, 0.2, None, 0.45], chosen_scores=[0.5, 0.3], chosen_accuracies=[0.60, 0.58])
+    out = lead_and_noise([0.5, 0.2, None, 0.45], noise_accuracy=0.02, scale=5.0, dof=3)
     assert out["lead"] == pytest.approx(0.05)
-    assert out["noise"] == pytest.approx(0.2 / 2 ** 0.5)  # sd of two values = |a - b| / sqrt(2)
-    assert out["noise_accuracy"] == pytest.approx(0.02 / 2 ** 0.5)
-    assert out["lead_exceeds_noise"] is False and out["noise_seeds"] == 1
+    assert out["noise"] == pytest.approx(0.1)  # 0.02 accuracy x 5 metric per accuracy (a 0.2 ms cut)
+    assert out["noise_accuracy"] == 0.02 and out["noise_dof"] == 3
+    assert out["lead_exceeds_noise"] is False
     assert out["margin"] == pytest.approx(0.5 - 0.45)  # median of 0.5, 0.45, 0.2
-    single = lead_and_noise([0.5], [0.5], [0.6])
+    single = lead_and_noise([0.5], None)
     assert single["lead"] is None and single["noise"] is None and single["lead_exceeds_noise"] is None
 
 
 def test_verdict_and_the_reference_curve_on_known_numbers():
-    from experiments.pipeline_compare import interpolate, verdict
+    from experiments.pipeline.comparison import interpolate, verdict
 
     assert interpolate([(10, 0.5), (20, 0.7)], 15) == pytest.approx(0.6)
     assert interpolate([(20, 0.7), (10, 0.5)], 10) == pytest.approx(0.5)
     assert interpolate([(10, 0.5), (20, 0.7)], 25) is None
-    curve = [{"width": 0.5, "pixel1_ms": 10.0, "test_accuracy": [0.5, 0.5]},
-             {"width": 1.0, "pixel1_ms": 20.0, "test_accuracy": [0.7, 0.7]}]
-    v = verdict({"pixel1_ms": 15.0, "test_accuracy": [0.62, 0.64]}, {"pixel1_ms": 20.0, "test_accuracy": [0.7, 0.7]},
+    curve = [{"width": 0.5, "latency_ms": 10.0, "test_accuracy": [0.5, 0.5]},
+             {"width": 1.0, "latency_ms": 20.0, "test_accuracy": [0.7, 0.7]}]
+    v = verdict({"latency_ms": 15.0, "test_accuracy": [0.62, 0.64]}, {"latency_ms": 20.0, "test_accuracy": [0.7, 0.7]},
                 curve)
     assert v["delta"] == pytest.approx(-0.07) and v["not_slower"] and v["meets_target"] is False
     assert v["curve_at_ours_ms"] == pytest.approx(0.6) and v["above_curve"] == pytest.approx(0.03)
-    v = verdict({"pixel1_ms": 19.0, "test_accuracy": [0.71]}, {"pixel1_ms": 20.0, "test_accuracy": [0.7]}, curve)
+    v = verdict({"latency_ms": 19.0, "test_accuracy": [0.71]}, {"latency_ms": 20.0, "test_accuracy": [0.7]}, curve)
     assert v["meets_target"] is True
-    v = verdict({"pixel1_ms": 21.0, "test_accuracy": [0.9]}, {"pixel1_ms": 20.0, "test_accuracy": [0.7]}, curve)
+    v = verdict({"latency_ms": 21.0, "test_accuracy": [0.9]}, {"latency_ms": 20.0, "test_accuracy": [0.7]}, curve)
     assert v["meets_target"] is False and v["not_slower"] is False and v["curve_at_ours_ms"] is None
 
 
 def test_structure_report_pairs_mnasnet_a1_with_v3_large_expansion_by_expansion():
     """Table 1 against MnasNet-A1 (independent counts from the two papers): V3-Large's expansions
     are smaller in blocks 1-2 (64, 72 vs 96, 144) and 7-9 (200, 184, 184 vs 480)."""
-    from experiments.pipeline_compare import cut_agreement, stages_of, structure_report
+    from experiments.pipeline.structure import cut_agreement, stages_of, structure_report
 
     a1, v3 = reference("mnasnet_a1"), reference("mobilenet_v3_large")
     assert stages_of(a1) == [0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5, 5, 6]
@@ -530,10 +533,120 @@ def test_structure_report_pairs_mnasnet_a1_with_v3_large_expansion_by_expansion(
 def test_pipeline_config_errors_name_the_field(tmp_path, settings, words):
     import yaml
 
-    from experiments.pipeline_config import ConfigError, load_config
+    from experiments.pipeline.config import ConfigError, load_config
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"network": "large", **settings}))
     with pytest.raises(ConfigError, match=words) as info:
         load_config("large", path)
     assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- hostile configs (issue 21)
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)) + "network: large\n"
+
+
+@pytest.mark.parametrize("text, words", [
+    (ALIAS_BOMB, "expands to more than"),
+    ("network: large\nsearch: {children: 3}\nsearch: {children: 4}\n", "duplicate key"),
+    ("network: large\nrandom_seed: " + "9" * 100 + "\n", "integer of 100 characters"),
+    ("network: large\n" + "x: [" * 60 + "]" * 60 + "\n", "nested deeper"),
+    ("network: large\ntarget_ms: .nan\n", r"^target_ms: nan must be a positive, finite"),
+    ("network: large\ntarget_ms: .inf\n", r"^target_ms: inf must be a positive, finite"),
+    ("network: large\nnetadapt: {budget_ms: .nan}\n", r"^netadapt\.budget_ms: nan"),
+    ("network: large\nfinal_training: {epochs: .inf}\n", r"^final_training\.epochs: inf"),
+    ("network: large\nsearch: {proxy: {epoch: 2}}\n", r"^search\.proxy\.'?epoch'?: unknown setting"),
+    ("network: large\nfinal_training: {proxy: {lr: .nan}}\n", r"^final_training\.proxy\.lr"),
+    ("network: large\nnetadapt: {options: {finetune_step: 3}}\n", r"^netadapt\.options\.finetune_step: unknown"),
+    ("- network\n- large\n", "holds a list; a config is a mapping"),
+])
+def test_hostile_configs_are_refused_whole_and_fast(tmp_path, text, words):
+    """Every bad config is one line at load time, before any stage starts: the spec loader's
+    YAML bounds apply (an alias bomb is refused in well under a second), and every section is
+    checked, the pass-through ones (proxy, options) and non-finite numbers included."""
+    import time
+
+    from experiments.pipeline.config import ConfigError, load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=words) as info:
+        load_config("large", path)
+    assert time.perf_counter() - start < 5 and "\n" not in str(info.value)
+
+
+def test_a_config_that_fails_to_load_is_one_line_from_the_cli(tmp_path, capsys):
+    from experiments.pipeline.reproduce import main
+
+    path = tmp_path / "c.yaml"
+    for text in ("- a list\n", ALIAS_BOMB, "network: large\nseed: no_such_network\n",
+                 b"network: large\n\xff\xfe\x00 not UTF-8"):  # the last raised UnboundLocalError: PipelineError
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+        assert main(["large", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and "UnboundLocal" not in err
+        assert "describe --list" not in err  # the old hint named a flag that does not exist
+
+
+def test_a_bad_data_source_is_one_line_before_any_work(tmp_path, capsys):
+    import time
+
+    from experiments.pipeline.reproduce import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for data, words in ((f"tinyimagenet:{empty}", "has no train"), (f"imagefolder:{tmp_path / 'missing'}", "not a folder"),
+                        ("nosuch:thing", "not a known source")):
+        start = time.perf_counter()
+        assert main(["small", "--data", data, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and "\n" not in err and time.perf_counter() - start < 10
+        assert not (tmp_path / "o" / "pipeline.json").exists()  # nothing started
+
+
+def test_bench_netadapt_records_a_command_and_time_per_part():
+    from experiments.benchmarks.bench_netadapt import record_part
+
+    old = {"static_cuts": [1], "compare": {"x": 1}, "command": "python -m experiments.bench_netadapt --part all",
+           "elapsed_s": 9.0}
+    new = record_part(old, "noise", lambda: {"table": []}, "python -m experiments.bench_netadapt --part noise")
+    assert "command" not in new and "elapsed_s" not in new
+    assert new["provenance"] == {"noise": {"command": "python -m experiments.bench_netadapt --part noise",
+                                           "elapsed_s": new["provenance"]["noise"]["elapsed_s"]}}
+    assert new["legacy_command"]["command"].endswith("--part all") and new["static_cuts"] == [1]
+    again = record_part(new, "static_cuts", lambda: [2], "python -m experiments.bench_netadapt --part cuts")
+    assert set(again["provenance"]) == {"noise", "static_cuts"} and again["static_cuts"] == [2]
+
+
+def test_a_resumed_comparison_links_the_trained_weights_only_when_they_exist(tmp_path):
+    """The equal-footing trainings save ours' first-seed weights as they run; a resumed run
+    (every training journaled) keeps them, and a summary never links weights that are not there."""
+    from experiments.pipeline.comparison import equal_footing
+    from experiments.pipeline.definition import _definition_lines
+    from proxytask.profiles import signal
+
+    images = tmp_path / "images"
+    _tiny_images(images)
+    sig = signal("cpu", data=f"imagefolder:{images}", overrides={"resolution": 16, "max_steps": 1, "batch_size": 8,
+                                                                 "bn_recalibration_batches": 1, "seed": 3})
+    ours = reference("mobilenet_v3_small", 0.35)
+    folder = tmp_path / "definition"
+    first = equal_footing(ours, "mobilenet_v3_small", [], sig, seeds=1, workers=1, folder=folder, target="pixel1",
+                          log=lambda line: None)
+    assert first["trained"] == folder / "proxy_trained.pt" and first["trained"].is_file()
+    assert first["comparison"]["ours"]["target"] == "pixel1"
+    again = equal_footing(ours, "mobilenet_v3_small", [], sig, seeds=1, workers=1, folder=folder, target="pixel1",
+                          log=lambda line: None)
+    assert again["trained"] == first["trained"]  # resumed: nothing retrained, the weights still there
+    first["trained"].unlink()
+    lost = equal_footing(ours, "mobilenet_v3_small", [], sig, seeds=1, workers=1, folder=folder, target="pixel1",
+                         log=lambda line: None)
+    assert lost["trained"] is None
+    emitted = {"yaml": "x.yaml", "onnx": False, "arch_string": "a"}
+    assert not any("proxy_trained.pt" in line for line in _definition_lines(emitted, lost["trained"] is not None))
+    assert any("proxy_trained.pt" in line for line in _definition_lines(emitted, True))

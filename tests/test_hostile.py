@@ -1,7 +1,7 @@
 """Hostile inputs: every bad spec, arch string or argument list is one clean line, never a
 traceback, a hang or a silent acceptance; every valid one is accepted (and round-trips).
 
-Hypothesis drives the generators of :mod:`experiments.hostile_cases` / ``hostile_argv`` through
+Hypothesis drives the generators of :mod:`experiments.hostile.cases` / ``hostile.argv`` through
 ``st.randoms()`` (so it shrinks a failure to a small input); the expected outcome of each input
 comes from the documented rules written there, not from the code under test. Derandomized, a
 fixed number of examples: more than 1,000 inputs a run, under a minute on 2 cores, the CLIs
@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments.hostile_argv import Workdir, argv_case, predict_case
-from experiments.hostile_cases import (ARCH_MUTATIONS, HOSTILE_VALUES, SPEC_KINDS, YAML_ATTACKS, arch_case,
+from experiments.hostile.argv import Workdir, argv_case, predict_case
+from experiments.hostile.cases import (ARCH_MUTATIONS, HOSTILE_VALUES, SPEC_KINDS, YAML_ATTACKS, arch_case,
                                       hostile_yaml, random_arch_string, spec_case)
-from experiments.hostile_inputs import run_in_process
+from experiments.hostile.inputs import run_in_process
 from search_spaces import ArchSpec, SpecError, from_arch_string, load_spec, to_arch_string
 
 COUNTS: Counter = Counter()

@@ -108,3 +108,93 @@ def test_start_ray_leaves_a_running_ray_alone(ray_session):
     assert start_ray(cpus=4) is False
     stop_ray(False)
     assert ray.is_initialized()
+
+
+def _sleep_then(value):
+    import os
+    import time
+
+    if value == "die":
+        os._exit(1)  # a worker that dies, as an out-of-memory kill would
+    time.sleep(0.2)
+    return {"value": value, "start": time.time() - 0.2, "end": time.time()}
+
+
+def test_at_most_runs_n_tasks_at_a_time_and_yields_a_dead_worker_as_an_error(ray_session):
+    import ray
+
+    from jobs.ray_pool import at_most
+
+    task = ray.remote(num_cpus=0.1, max_retries=0)(_sleep_then)
+    items = [1, 2, "die", 3, 4]
+    seen = list(at_most(2, items, task.remote))
+    assert sorted(map(str, (item for item, _, _ in seen))) == sorted(map(str, items))
+    [(_, result, err)] = [s for s in seen if s[0] == "die"]
+    assert result is None and isinstance(err, Exception)
+    spans = [r for _, r, e in seen if e is None]
+    for r in spans:  # never more than two running at any moment
+        assert sum(s["start"] <= r["start"] < s["end"] for s in spans) <= 2
+
+
+def _imports(path):
+    """(module, names) for every import statement in ``path``, read with ast (nothing is run)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module, [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, []
+
+
+def test_shared_helpers_have_one_home_in_jobs():
+    """Generic CLI and safe-reading helpers live in jobs/, which imports none of our packages; no
+    package reaches into another's private module, and the atomic writer comes from jobs."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for moved in ("cliargs.py", "safe_io.py", "_lazy.py"):
+        assert not (root / "search_spaces" / moved).exists(), f"search_spaces/{moved} belongs in jobs/"
+    ours = ("search_spaces", "latency", "proxytask", "nas", "netadapt", "experiments")
+    for path in sorted((root / "jobs").glob("*.py")):
+        for module, _ in _imports(path):
+            assert not module.startswith(ours), f"{path.name} imports {module}: jobs/ is the leaf"
+    for package in ("search_spaces", "latency", "proxytask", "nas", "netadapt", "experiments", "tests"):
+        for path in sorted((root / package).rglob("*.py")):
+            for module, names in _imports(path):
+                where = f"{path.relative_to(root)} imports {module}"
+                assert module not in ("search_spaces.cliargs", "search_spaces.safe_io", "search_spaces._lazy"), where
+                assert not (module.endswith("table") and {"atomic_write", "atomic_write_text"} & set(names)), where
+
+
+def test_library_functions_are_at_most_60_lines():
+    """Functions in library code fit on a screen: split where a name can say what each part does."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    long = []
+    for package in ("jobs", "search_spaces", "latency", "proxytask", "nas", "netadapt"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                    long.append(f"{path.relative_to(root)}:{node.lineno} {node.name} "
+                                f"({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long
+
+
+def test_statistics_helpers_on_known_numbers():
+    from jobs.stats import finite_or_none, finite_values, interpolate, mean_sd
+
+    assert finite_values([1, 2.5, None, float("nan"), float("inf"), True, "3"]) == [1.0, 2.5]
+    assert finite_or_none(float("-inf")) is None and finite_or_none(2) == 2.0
+    assert mean_sd([]) == (None, None) and mean_sd([0.5]) == (0.5, 0.0)
+    mean, sd = mean_sd([1.0, 2.0, 3.0, float("nan")])
+    assert mean == pytest.approx(2.0) and sd == pytest.approx(1.0)  # sample sd of 1, 2, 3
+    curve = [(20.0, 0.7), (10.0, 0.5)]
+    assert interpolate(curve, 15.0) == pytest.approx(0.6) and interpolate(curve, 10.0) == pytest.approx(0.5)
+    assert interpolate(curve, 9.0) is None and interpolate(curve, 21.0) is None  # never extrapolated
+    assert interpolate([(12.0, 0.4), (12.0, 0.5)], 12.0) == pytest.approx(0.45)  # one x twice: the mean
+    assert interpolate(curve, 20.0 + 1e-12, tolerance=1e-9) == pytest.approx(0.7)

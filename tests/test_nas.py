@@ -355,12 +355,59 @@ def test_crashing_children_are_recorded_and_the_search_goes_on(tmp_path, ray_ses
     assert (trials["reward"] == INVALID_REWARD).all()
 
 
+def test_the_trainable_has_no_test_hook():
+    """Library code carries no failure injection: a config key a test once used to fail a child
+    changes nothing (tests provoke real failures: data that cannot load, a diverging lr)."""
+    import dataclasses
+
+    from nas.trial import child_trainable
+    from proxytask.profiles import signal
+
+    sig = signal("cpu", overrides=TINY)
+    spec = get_space("mobilenetv3").decode((0,) * len(get_space("mobilenetv3").decisions))
+    config = {"spec": spec.to_dict(), "data": sig.data, "patch": sig.patch, "proxy": dataclasses.asdict(sig.proxy),
+              "index": 0, "fail_for_test": 0}
+    assert child_trainable(config)["status"] == "ok"
+
+
+def test_pareto_png_is_replaced_atomically_never_rewritten_in_place(tmp_path):
+    """pareto.png is rewritten after every child: a kill must never leave a torn PNG. An atomic
+    write replaces the file (a new inode); a file linked to the old one keeps its bytes."""
+    import os
+
+    from nas.runner import SearchConfig, pareto_plot
+
+    path, twin = tmp_path / "pareto.png", tmp_path / "twin.png"
+    twin.write_bytes(b"the previous plot")
+    os.link(twin, path)
+    ok = pd.DataFrame({"index": [0, 1, 2], "latency_ms": [10.0, 12.0, 15.0], "accuracy": [0.3, 0.4, 0.45],
+                       "reward": [0.1, 0.2, 0.15]})
+    pareto_plot(ok, path, 12.0, SearchConfig())
+    assert twin.read_bytes() == b"the previous plot"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_ino != twin.stat().st_ino
+
+
 def test_existing_run_needs_resume(tmp_path, ray_session):
     from nas.runner import SearchError
 
     _search(tmp_path, ray_session, strategy="random", children=1)
     with pytest.raises(SearchError, match="pass --resume"):
         _search(tmp_path, ray_session, strategy="random", children=1)
+
+
+def test_a_resume_that_would_change_the_resolved_signal_is_refused(tmp_path, ray_session):
+    """The same raw flags can resolve to another signal (GPUs switch the profile): a resume compares
+    the resolved signal, so trials.csv never mixes two; the error names the field and the fix."""
+    from nas.runner import SearchError
+
+    _search(tmp_path, ray_session, strategy="random", children=1, references=())
+    with pytest.raises(SearchError) as err:
+        _search(tmp_path, ray_session, strategy="random", children=1, references=(), resume=True, gpus_per_trial=1.0)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("resume: the accuracy signal changed: ")
+    assert "profile was 'cpu', now 'gpu'" in message and "start a new --out" in message
+    # threads only change the speed: a resume with more CPUs per trial is the same signal
+    _search(tmp_path, ray_session, strategy="random", children=1, references=(), resume=True, cpus_per_trial=2.0)
 
 
 def test_cuda_children_need_gpus_per_trial(tmp_path, ray_session):

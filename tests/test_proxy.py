@@ -277,7 +277,7 @@ def test_cuda_training_matches_cpu(data):
 
 # --------------------------------------------------------------------------- the benchmark
 def test_summary_statistics():
-    from experiments.proxy_discrimination import summarise
+    from experiments.benchmarks.proxy_discrimination import summarise
 
     accuracies = {0: (0.30, 0.32), 1: (0.50, 0.55), 2: (0.40, 0.41), 3: (0.60, 0.58)}
     runs = [{"child": c, "seed": s, "accuracy": a[i], "seconds": 1.0 + c, "cpu_seconds": 1.0, "status": "ok",
@@ -310,7 +310,7 @@ choices:
 
 
 def test_discrimination_run_writes_and_resumes(tmp_path, data, capsys):
-    from experiments.proxy_discrimination import run_discrimination
+    from experiments.benchmarks.proxy_discrimination import run_discrimination
 
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
@@ -340,6 +340,46 @@ def test_default_splits_share_no_image_and_no_pixel(patch):
     assert not (train & val) and not (train & test) and not (val & test)
     # tiles: every 64 px tile feeds one split only, so no patch of one split overlaps another's
     assert len(data.train_y) > len(data.val_y) > 0 and len(data.test_y) > 0
+
+
+@pytest.mark.parametrize("patch", [32, 48, 64])
+def test_default_splits_share_no_source_pixel(patch):
+    """Pixel-level disjointness, found without the loader's bookkeeping: every patch the loader
+    returns is located in its photograph by an exact search over every pixel offset, each split's
+    coverage mask is rebuilt from those positions, and no source pixel may lie under patches of
+    two splits (a window moved one pixel into a neighbour's tile would show here)."""
+    from proxytask.data import DEFAULT_FILE
+
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    data = load_data("default", patch=patch)
+    with np.load(DEFAULT_FILE) as archive:
+        photos = archive["images"]
+    splits = {"train": (data.train_x, data.train_y), "val": (data.val_x, data.val_y),
+              "test": (data.test_x, data.test_y)}
+    for label, photo in enumerate(photos):
+        last = photo.shape[0] - patch + 1
+        # a key per offset: the 8 pixels right of it, as one integer; candidates are then checked whole
+        keys = np.ascontiguousarray(sliding_window_view(photo, (1, 8))[:last, :last, 0]).view(np.uint64)[..., 0]
+        covered = {}
+        for name, (x, y) in splits.items():
+            mask = np.zeros(photo.shape, dtype=bool)
+            for patch_pixels in x[y == label][:, 0].numpy():
+                rows, cols = np.nonzero(keys == np.ascontiguousarray(patch_pixels[0, :8]).view(np.uint64)[0])
+                places = [(i, j) for i, j in zip(rows, cols)
+                          if np.array_equal(photo[i:i + patch, j:j + patch], patch_pixels)]
+                assert places, f"a {name} patch of class {label} is not a crop of its photograph"
+                for i, j in places:  # every place it occurs (conservative when a crop repeats)
+                    mask[i:i + patch, j:j + patch] = True
+            covered[name] = mask
+        assert covered["train"].any() and covered["val"].any() and covered["test"].any()
+        assert not (covered["train"] & covered["val"]).any(), f"class {label}: train and val share a pixel"
+        assert not (covered["train"] & covered["test"]).any(), f"class {label}: train and test share a pixel"
+        assert not (covered["val"] & covered["test"]).any(), f"class {label}: val and test share a pixel"
+        if patch <= 48:  # the text's claim: odd tile columns (64 px) are training only, every row feeds each split
+            tiles = {n: m.reshape(4, 64, 4, 64).any(axis=(1, 3)) for n, m in covered.items()}
+            assert not tiles["val"][:, 1::2].any() and not tiles["test"][:, 1::2].any()
+            assert not tiles["train"][:, 0::2].any()
 
 
 def test_imagefolder_three_splits_share_no_file(tmp_path):

@@ -151,6 +151,28 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-5, abs_tol=0.5)
 
 
+def _benchmark_lines(text: str) -> tuple[list, list, "re.Match | None", "re.Match | None", list, list]:
+    """The lines of ``benchmark_model`` output sorted by kind: (run statistics, op-profiler
+    statistics, the last timings match, the last delegate match, ERROR lines, WARN lines)."""
+    run_stats, profiler_stats, errors, warns = [], [], [], []
+    timings = delegated = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        match = _STAT_LINE.match(line)
+        if match:
+            (profiler_stats if match.group("timings") else run_stats).append(_parse_stat(match))
+            continue
+        if m := _TIMINGS_LINE.search(line):
+            timings = m
+        elif m := _DELEGATED.search(line):
+            delegated = m
+        elif line.startswith(("ERROR:", "FATAL:")) or "Benchmarking failed" in line:
+            errors.append(line)
+        elif line.startswith(("WARN:", "WARNING:")):
+            warns.append(line)
+    return run_stats, profiler_stats, timings, delegated, errors, warns
+
+
 def parse_benchmark_output(text: str) -> dict:
     """Statistics of the timed runs from the text ``benchmark_model`` prints (microseconds).
 
@@ -178,23 +200,7 @@ def parse_benchmark_output(text: str) -> dict:
     """
     if not isinstance(text, str):
         raise TypeError(f"parse_benchmark_output() takes the tool's output as str, got {type(text).__name__}")
-    run_stats, profiler_stats, errors, warns = [], [], [], []
-    timings = delegated = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        match = _STAT_LINE.match(line)
-        if match:
-            (profiler_stats if match.group("timings") else run_stats).append(_parse_stat(match))
-            continue
-        if m := _TIMINGS_LINE.search(line):
-            timings = m
-        elif m := _DELEGATED.search(line):
-            delegated = m
-        elif line.startswith(("ERROR:", "FATAL:")) or "Benchmarking failed" in line:
-            errors.append(line)
-        elif line.startswith(("WARN:", "WARNING:")):
-            warns.append(line)
-
+    run_stats, profiler_stats, timings, delegated, errors, warns = _benchmark_lines(text)
     stats = run_stats or profiler_stats
     if not stats:
         tail = " | ".join(errors) if errors else " | ".join(text.strip().splitlines()[-3:])[:300]

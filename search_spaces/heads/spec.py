@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Union
 
 from ..opkey import OpKey
-from ..safe_io import echo
+from jobs.safe_io import echo
 from ..spec import MAX_RESOLUTION, MIN_RESOLUTION, ArchSpec, SpecError
 from .taps import POINTS, FeatureTap, atrous, feature_tap, final_stride
 

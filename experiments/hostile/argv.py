@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .hostile_cases import (MAX_CLASSES, MAX_RES, MIN_RES, REFERENCES, Case, arch_case,
+from .cases import (MAX_CLASSES, MAX_RES, MIN_RES, REFERENCES, Case, arch_case,
                             hostile_yaml, random_arch_string, spec_case)
 
 _INT = re.compile(r"[+-]?[0-9]{1,30}")

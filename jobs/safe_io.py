@@ -56,12 +56,16 @@ def shorten(text: str, limit: int = 300) -> str:
 
 def read_text(path: str | Path, *, what: str = "file", max_bytes: int = MAX_FILE_BYTES) -> str:
     """The UTF-8 text of ``path``; :class:`InputError` for a missing, oversized or binary file."""
+    from .files import FileKindError, open_regular
+
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, what=what) as f:  # a FIFO, a device or a folder: one line, never a hang
             data = f.read(max_bytes + 1)
-    except OSError as err:
-        raise InputError(f"{what} {echo(str(path))} cannot be read ({err.strerror or err})") from None
+    except FileKindError as err:
+        raise InputError(shorten(err, 300)) from None
+    except (OSError, ValueError) as err:  # missing, unreadable, a NUL byte in the name
+        raise InputError(f"{what} {echo(str(path))} cannot be read ({getattr(err, 'strerror', None) or err})") from None
     if len(data) > max_bytes:
         raise InputError(f"{what} {echo(str(path))} is larger than {max_bytes:,} bytes; "
                          f"a {what} is a small text file")
@@ -120,6 +124,23 @@ class _BoundedLoader(yaml.SafeLoader):
                 None, None, f"an integer of {len(node.value):,} characters; at most {MAX_YAML_NUMBER_CHARS}",
                 node.start_mark)
         return super().construct_yaml_int(node)
+
+
+    def construct_mapping(self, node, deep=False):
+        # YAML says a mapping's keys are unique; PyYAML keeps the last silently. Refuse a repeat,
+        # naming the key and both lines (a merge key's entries may still be overridden).
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {echo(key_node.value, 60)} on lines {seen[key] + 1} and "
+                                    f"{key_node.start_mark.line + 1}; keep one of them", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)

@@ -36,13 +36,14 @@ from pathlib import Path
 from typing import Callable
 
 from latency import predict_ms
-from latency.table import atomic_write_text
+from jobs.atomic import atomic_write_text
+from jobs.jsonio import finite
 from search_spaces import ArchSpec, count_madds, count_params, load_spec, reference
 from search_spaces.transforms import redesign
 
-from .pipeline_config import PipelineConfig
+from .config import PipelineConfig
 
-PRE_REDESIGN_DIR = Path(__file__).parent / "specs_pre_redesign"
+PRE_REDESIGN_DIR = Path(__file__).resolve().parents[1] / "specs_pre_redesign"
 STAGES = ("search", "netadapt", "redesign", "definition")
 
 
@@ -205,7 +206,7 @@ def run_search_stage(config: PipelineConfig, out: Path, resume: bool, progress: 
         raise PipelineError(f"search: no child finished successfully; see {out / 'search' / 'trials.csv'}")
     seed, note, reach = choose_seed(out / "search", search.space, lambda spec: netadapt_reach(spec, config))
     seed.to_yaml(out / "seed.yaml", header=f"NetAdapt's seed: {note}")
-    return {"target_ms": target_ms, "target_ms_reason": why, "summary": _jsonable(summary), "seed_note": note,
+    return {"target_ms": target_ms, "target_ms_reason": why, "summary": finite(summary), "seed_note": note,
             "seed_reach": reach, "seed": costs(seed, config["target"])}
 
 
@@ -299,7 +300,7 @@ def run_netadapt_stage(config: PipelineConfig, out: Path, resume: bool, progress
                        "selection": selection_summary(Path(result.out)),
                        "status": result.status, "message": result.message, "iterations": result.iterations,
                        "initial_latency_ms": result.initial_latency_ms, "latency_ms": result.latency_ms,
-                       "seed_accuracy": _jsonable(result.seed_accuracy), "accuracy": _jsonable(result.accuracy),
+                       "seed_accuracy": finite(result.seed_accuracy), "accuracy": finite(result.accuracy),
                        "redesigned_ms": predict_ms(redesign(result.spec, **_redesign_options(config)), target)})
         final = Path(result.out) / "final.pt"
         spec, weights = result.spec.replace(name=spec.name), (str(final) if final.exists() else weights)
@@ -342,7 +343,7 @@ def run_redesign_stage(config: PipelineConfig, out: Path) -> dict:
 def run_pipeline(config: PipelineConfig, out: str | Path | None = None, *, resume: bool = False,
                  progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Run (or continue) every stage; returns the summary (also in ``OUT/summary.json``)."""
-    from .pipeline_report import run_definition_stage
+    from .definition import run_definition_stage
 
     out = Path(out or f"runs/reproduce_{config['network']}").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -367,18 +368,6 @@ def run_pipeline(config: PipelineConfig, out: str | Path | None = None, *, resum
     summary["wall_s"] = {name: state.data["stages"][name]["wall_s"] for name in STAGES}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
-
-
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 __all__ = ["run_pipeline", "PipelineError", "pre_redesign_reference", "redesign_saving_ms", "choose_seed",
