@@ -210,8 +210,14 @@ def empty_rows() -> pd.DataFrame:
 def _finite_number(value) -> bool:
     try:
         return bool(np.isfinite(float(value)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # 2**2000 is no float
         return False
+
+
+def _shown(value, limit: int = 40) -> str:
+    huge = isinstance(value, int) and value.bit_length() >= 128
+    text = f"<an integer of {value.bit_length()} bits>" if huge else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def correction_problem(correction: Mapping) -> str | None:
@@ -221,10 +227,10 @@ def correction_problem(correction: Mapping) -> str | None:
                 "refit it with python -m latency.validate")
     scale, offset = correction.get("scale", 1.0), correction.get("offset_ms", 0.0)
     if not _finite_number(scale) or float(scale) <= 0:
-        return (f"provenance network_correction.scale: {scale!r} is not a finite number > 0; "
+        return (f"provenance network_correction.scale: {_shown(scale)} is not a finite number > 0; "
                 "refit it with python -m latency.validate")
     if not _finite_number(offset):
-        return (f"provenance network_correction.offset_ms: {offset!r} is not a finite number; "
+        return (f"provenance network_correction.offset_ms: {_shown(offset)} is not a finite number; "
                 "refit it with python -m latency.validate")
     return None
 

@@ -469,7 +469,8 @@ def _fit(config: SearchConfig, out: Path, searcher) -> None:
         trainable,
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.concurrency,
                                                                   batch=False),
-                                    num_samples=-1, reuse_actors=False),
+                                    # a supernet child takes a second: keep the worker (its loaded supernet and data)
+                                    num_samples=-1, reuse_actors=config.signal_kind == "supernet"),
         run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}",
                                   storage_path=str(out / "ray"), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=config.retries)),

@@ -35,9 +35,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Not yet measured with experiments.proxy_fidelity (no GPU was lent to the session that built it).
     "gpu": {"patch": 48, "proxy": {"resolution": 96, "epochs": 3.0, "device": "cuda", "channels_last": True,
                                    "amp": "bf16"}},
-    # For Tiny-ImageNet (or ImageNet) on 2 CPU cores, with a subset in the source, e.g.
-    # --data 'tinyimagenet:DIR?classes=20,per_class=200': chosen on validation among the settings of
-    # results/proxy_fidelity/tinyimagenet/ (python -m experiments.proxy_fidelity --choose ...).
+    # For Tiny-ImageNet (or ImageNet) on 2 CPU cores, with the subset in the source: chosen on
+    # validation (python -m experiments.proxy_fidelity --choose, docs/signal.md) among the equal-CPU
+    # settings of results/proxy_fidelity/tinyimagenet/: --data 'tinyimagenet:DIR?classes=20,per_class=100',
+    # about 5 CPU-s a child. Its fidelity misses the targets (docs/signal.md).
     "tinyimagenet": {"patch": 48, "proxy": {"resolution": 32, "epochs": 1.0, "channels_last": True}},
 }
 

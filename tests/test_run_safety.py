@@ -350,6 +350,7 @@ def _table(tmp_path, provenance: str) -> Path:
                                         '{"network_correction": {"scale": "fast"}}',
                                         '{"network_correction": {"scale": 1, "offset_ms": [0]}}',
                                         '{"network_correction": {"scale": NaN}}',
+                                        '{"network_correction": {"scale": ' + "9" * 700 + "}}",
                                         '{"protocol": "a description", "network_correction": 3}'])
 def test_a_broken_provenance_file_is_one_line_naming_it(tmp_path, provenance):
     from latency import load_table
@@ -451,3 +452,19 @@ def test_ctrl_c_stops_netadapt_in_one_line_and_a_resume_goes_on(tmp_path, ray_se
     assert after[:len(before)] == before
     done = [(r["iteration"], r["index"]) for r in after if r["type"] == "proposal"]
     assert len(done) == len(set(done))  # no journaled proposal was run again
+
+
+# ----------------------------------------------------------------------------- the hostile generators themselves
+def test_hostile_table_fidelity_and_netadapt_journal_surfaces_find_nothing(tmp_path):
+    from experiments.hostile import surfaces as sf
+    from experiments.hostile.inputs import guard, run_surfaces
+
+    result = run_surfaces(12, 0, 0, ["table", "fidelity"], 30.0, tmp_path)
+    assert result["problems"] == [] and sum(result["rows"]["table"].values()) == 12
+    import random
+
+    rnd = random.Random(1)
+    for i in range(6):
+        (tmp_path / f"n{i}").mkdir()
+        case = sf.netadapt_journal_case(rnd, tmp_path / f"n{i}", None)
+        assert sf.run_case(case, guard, 30.0)[0] == "accepted"

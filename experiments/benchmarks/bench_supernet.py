@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 OUT = Path("results/supernet")
+COMMAND = "python -m experiments.benchmarks.bench_supernet " + " ".join(sys.argv[1:])
 SPACE = "mobilenetv3"
 
 
@@ -90,7 +91,7 @@ def _supernet(threads: int, epochs: float):
 
 def cmd_train(a) -> None:
     _, meta, data, sig, space, seconds, out = _supernet(a.threads, a.epochs)
-    _record(f"train_e{a.epochs:g}", {"command": " ".join(sys.argv), "space": SPACE, "epochs": a.epochs,
+    _record(f"train_e{a.epochs:g}", {"command": COMMAND, "space": SPACE, "epochs": a.epochs,
                                      "threads": a.threads, "steps": meta["total_steps"],
                                      "train_seconds_recorded": meta["seconds"], "wall_seconds_this_call": seconds,
                                      "checkpoint": str(out), "losses": meta["losses"]})
@@ -120,7 +121,7 @@ def cmd_score(a) -> None:
     subnet_from_sample(space, nearest_sample(space, large))
     large_times = [scorer.score(large).cpu_seconds for _ in range(3)]
     _record(f"score_t{a.threads}", {
-        "command": " ".join(sys.argv), "threads": a.threads, "resolution": proxy.resolution,
+        "command": COMMAND, "threads": a.threads, "resolution": proxy.resolution,
         "wall_seconds_per_child_mean": statistics.mean(walls), "untrained_weights": a.untrained,
         "bn_batches": a.bn_batches, "val_size": a.val_size, "children": len(times),
         "cpu_seconds_per_child_mean": statistics.mean(times), "cpu_seconds_per_child_max": max(times),
@@ -159,7 +160,7 @@ def cmd_steptime(a) -> None:
             walls.append(time.perf_counter() - w0)
             cpus.append(time.process_time() - c0)
     _record(f"steptime_t{a.threads}", {
-        "command": " ".join(sys.argv), "threads": a.threads, "steps_timed": len(walls),
+        "command": COMMAND, "threads": a.threads, "steps_timed": len(walls),
         "wall_seconds_per_step": statistics.mean(walls), "cpu_seconds_per_step": statistics.mean(cpus),
         "epochs": a.epochs, "steps_per_run": total,
         "implied_training_wall_seconds": statistics.mean(walls) * total})
@@ -186,7 +187,7 @@ def cmd_rank(a) -> None:
         row["supernet_full_val"] = full.score(space.decode(tuple(r["sample"]))).accuracy
     col = lambda k: [row[k] for row in rows]  # noqa: E731
     _record(f"rank_e{a.epochs:g}_vs_scratch_e{a.scratch_epochs:g}", {
-        "command": " ".join(sys.argv), "children": len(rows), "supernet_epochs": a.epochs,
+        "command": COMMAND, "children": len(rows), "supernet_epochs": a.epochs,
         "scratch_epochs": a.scratch_epochs, "val_size": a.val_size, "bn_batches": a.bn_batches,
         "spearman_supernet_vs_scratch": spearmanr(col("supernet"), col("scratch"))[0],
         "spearman_supernet_full_val_vs_scratch": spearmanr(col("supernet_full_val"), col("scratch"))[0],

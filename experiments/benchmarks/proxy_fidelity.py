@@ -3,7 +3,7 @@
     python -m experiments.proxy_fidelity [--networks CSV] [--seeds 3] [--data SOURCE]
         [--profile cpu|gpu|tinyimagenet] [--proxy KEY=VALUE ...] [--device cpu|cuda] [--workers N]
         [--score accuracy|sotl_e] --out DIR
-    python -m experiments.proxy_fidelity --choose DIR [DIR ...] --out DIR
+    python -m experiments.proxy_fidelity --choose DIR [DIR ...] [--choose-score accuracy|sotl_e|any] --out DIR
 
 ``--networks``: a CSV with columns ``spec,width,resolution,top1`` (more columns, e.g. ``source``
 and ``notes``, are kept for the reader). Default: the tuning set,
@@ -45,6 +45,7 @@ import io
 import json
 import math
 import os
+import shlex
 import signal as os_signal
 import sys
 import time
@@ -179,9 +180,10 @@ def read_networks(path: str | Path) -> list[Network]:
 
 # --------------------------------------------------------------------------- one setting
 def _score_matrices(networks: list[Network], runs: dict, seeds: list[int]) -> dict[str, np.ndarray]:
-    """(networks, seeds) arrays: ``val``, ``test``, ``sotl_e`` (minus the last epoch's loss), ``seconds``."""
+    """(networks, seeds) arrays: ``val``, ``test``, ``sotl_e`` (minus the last epoch's loss), ``seconds``
+    (wall) and ``cpu_seconds`` (the training process's CPU time: the cost, whatever else runs)."""
     shape = (len(networks), len(seeds))
-    out = {k: np.full(shape, np.nan) for k in ("val", "test", "sotl_e", "seconds")}
+    out = {k: np.full(shape, np.nan) for k in ("val", "test", "sotl_e", "seconds", "cpu_seconds")}
     for i, n in enumerate(networks):
         for j, run in enumerate(runs[n.label]):
             if run is None or run["status"] != "ok":
@@ -190,6 +192,7 @@ def _score_matrices(networks: list[Network], runs: dict, seeds: list[int]) -> di
             out["test"][i, j] = _float(run.get("test_accuracy"))
             out["sotl_e"][i, j] = -_float(run.get("last_epoch_loss"))
             out["seconds"][i, j] = _float(run.get("seconds"))
+            out["cpu_seconds"][i, j] = _float(run.get("cpu_seconds"))
     return out
 
 
@@ -268,10 +271,12 @@ def run_fidelity(networks: list[Network], *, seeds: int = 3, profile: str = "cpu
     summary = {**by_score[score], "score": score, "score_split": "val" if score == "accuracy" else "train",
                "scores": by_score, "networks_csv": str(networks_csv) if networks_csv else None,
                "seconds_per_child": float(np.nanmean(secs)) if np.isfinite(secs).any() else None,
+               "cpu_seconds_per_child": (float(np.nanmean(matrices["cpu_seconds"]))
+                                         if np.isfinite(matrices["cpu_seconds"]).any() else None),
                "device": str(device) if device.type == "cpu" else _gpu_name(device), "workers": workers,
                "seeds": seed_list, "failed": failed, "data_summary": proxy_data.summary(), "signal": sig.describe(),
                "wall_seconds": round(time.perf_counter() - start, 1), "cpu_count": os.cpu_count(),
-               "command": "python -m experiments.proxy_fidelity " + " ".join(sys.argv[1:]) if sys.argv[1:] else None}
+               "command": "python -m experiments.proxy_fidelity " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None}
     _atomic_json(out / "summary.json", summary)
     if summary["n"] >= 4:
         _plots(out, [n.label for n in networks], matrices["val"], networks)
@@ -300,11 +305,13 @@ def _candidates(folders: list[Path]) -> list[dict]:
     return found
 
 
-def choose(folders: list[str | Path], out: str | Path, networks_csv: str | Path | None = None) -> dict:
-    """Pick the (setting, score) with the best validation criterion and report its test figures once."""
+def choose(folders: list[str | Path], out: str | Path, networks_csv: str | Path | None = None,
+           scores: tuple[str, ...] = SCORES) -> dict:
+    """Pick the (setting, score) with the best validation criterion among ``scores`` and report its
+    test figures once."""
     folders = [Path(f) for f in folders]
     candidates = _candidates(folders)
-    usable = [c for c in candidates if c["criterion"] is not None]
+    usable = [c for c in candidates if c["criterion"] is not None and c["score"] in scores]
     if not usable:
         raise FidelityError("--choose: no setting has all of " + ", ".join(CHOICE_KEYS) + " on validation")
     best = max(usable, key=lambda c: c["criterion"])
@@ -324,7 +331,7 @@ def choose(folders: list[str | Path], out: str | Path, networks_csv: str | Path 
                "chosen_on": "validation: " + " + ".join(CHOICE_KEYS), "candidates": candidates,
                "signal": setting.get("signal"), "seeds": setting.get("seeds"),
                "seconds_per_child": setting.get("seconds_per_child"), "device": setting.get("device"),
-               "command": "python -m experiments.proxy_fidelity " + " ".join(sys.argv[1:]) if sys.argv[1:] else None}
+               "command": "python -m experiments.proxy_fidelity " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_json(out / "summary.json", summary)
@@ -436,6 +443,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--score", choices=SCORES, default="accuracy", help="the score summary.json leads with")
     p.add_argument("--choose", nargs="+", metavar="DIR", default=None,
                    help="setting folders: choose one on validation, report its test figures in --out")
+    p.add_argument("--choose-score", choices=(*SCORES, "any"), default="any",
+                   help="with --choose: the scores a choice may take (default any)")
     p.add_argument("--out", required=True, help="output folder")
     a = p.parse_args(argv)
     if not 1 <= a.seeds <= 20:
@@ -465,7 +474,8 @@ def main(argv=None) -> int:
     os_signal.signal(os_signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         if a.choose:
-            summary = choose(a.choose, a.out, a.networks if a.networks != str(DEFAULT_NETWORKS) else None)
+            summary = choose(a.choose, a.out, a.networks if a.networks != str(DEFAULT_NETWORKS) else None,
+                             SCORES if a.choose_score == "any" else (a.choose_score,))
         else:
             networks = read_networks(a.networks)
             _check_data(a.data)

@@ -427,15 +427,18 @@ SURFACES: dict[str, list[Callable]] = {
 
 
 # --------------------------------------------------------------------------- checks after a run
-def nonfinite_json(folder: Path | None) -> str:
-    """A JSON file under ``folder`` holding a bare NaN / Infinity ("" if none)."""
+def json_files(folder: Path | None) -> dict:
+    """{path: bytes} of the regular JSON files directly in ``folder``."""
     if folder is None or not folder.is_dir():
-        return ""
-    for path in folder.glob("*.json"):
-        if path.is_symlink() or not path.is_file():
-            continue
-        text = path.read_text(errors="replace")
-        if any(token in text for token in ("NaN", "Infinity")):
+        return {}
+    return {path: path.read_bytes() for path in folder.glob("*.json") if not path.is_symlink() and path.is_file()}
+
+
+def nonfinite_json(folder: Path | None, before: dict) -> str:
+    """A JSON file the run wrote under ``folder`` (not one the case planted as it was) holding a
+    bare NaN / Infinity ("" if none)."""
+    for path, data in json_files(folder).items():
+        if before.get(path) != data and any(token in data for token in (b"NaN", b"Infinity")):
             return str(path.name)
     return ""
 
@@ -487,6 +490,7 @@ def signal_case(rnd: random.Random, folder: Path, timeout_s: float = 300) -> tup
 def run_case(case: FileCase, guard, timeout_s: float) -> tuple[str, str]:
     """(outcome, detail) of one file case, run in this process under ``guard``."""
     err = io.StringIO()
+    planted = json_files(case.folder)
     start = time.perf_counter()
     try:
         with guard(timeout_s), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
@@ -506,7 +510,7 @@ def run_case(case: FileCase, guard, timeout_s: float) -> tuple[str, str]:
     leak = escaped(case)
     if leak:
         return "escaped", f"{leak} changed"
-    bad_json = nonfinite_json(case.folder)
+    bad_json = nonfinite_json(case.folder, planted)
     if bad_json:
         return "nonfinite", f"{bad_json} holds NaN or Infinity"
     if code == 0:

@@ -31,7 +31,7 @@ def _check_frame(space: SearchSpace, spec: ArchSpec) -> None:
 
 def _candidates(space: SearchSpace, s: int, block: BlockSpec, cin: int, length: int) -> list[list]:
     """Per decision (in ``space.choices`` order), the option values that could give ``block``."""
-    o, stage = space.options, space.stages[s]
+    stage = space.stages[s]
     out: list[list] = []
     for name, opts in space.choices:
         if name == "operator":
@@ -53,15 +53,13 @@ def _candidates(space: SearchSpace, s: int, block: BlockSpec, cin: int, length: 
         else:
             vals = [v for v in opts if v == block.nonlinearity]
         out.append(vals)
-    del o
     return out
 
 
 def sample_of(space: SearchSpace, spec: ArchSpec) -> tuple[int, ...]:
     """A sample of ``space`` that decodes to ``spec``'s network (SupernetError if none does)."""
     _check_frame(space, spec)
-    blocks, lengths = spec.blocks, sorted(set(max(1, st.layers + v) for st in space.stages
-                                              for v in space.options["layers"]))
+    blocks = spec.blocks
     names = [name for name, _ in space.choices]
     worst: list = [(-1, "")]
 
