@@ -27,7 +27,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "final": {"status": STR, "spec": DICT, "hash": STR, "iterations": INT, "latency_ms": NUMBER,
               "accuracy": NUMBER + "?"},
 }
-PROPOSAL_FIELDS = {"index": INT, "name": STR, "kind": STR, "hash": STR}
+PROPOSAL_FIELDS = {"index": INT, "name": STR, "kind": STR, "hash": STR + "?"}  # None: a skipped proposal
 
 
 def _is(value, kind: str) -> bool:

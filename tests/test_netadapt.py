@@ -668,3 +668,17 @@ def test_every_unreadable_weights_file_is_one_value_error_naming_it(tmp_path, ma
         load_weights(path)
     message = str(info.value)
     assert words in message and str(path) in message and "\n" not in message and len(message) < 400, message
+
+
+def test_an_iteration_record_with_a_skipped_proposal_is_not_damaged():
+    """A skipped proposal has no spec, so its hash is None: the journal check must accept the
+    iteration record NetAdapt itself writes (it once skipped it as a damaged line)."""
+    from netadapt.proposals import Proposal
+    from netadapt.records import record_problem
+
+    skipped = Proposal(index=2, kind="expansion", layers=(3,), from_channels=8, parent_latency_ms=10.0,
+                       step_target_ms=9.9, reason="already at the minimum width (8 channels)")
+    record = {"type": "iteration", "iteration": 4, "step_ms": 0.19, "step_target_ms": 9.8,
+              "proposals": [skipped.to_dict()]}
+    assert skipped.to_dict()["hash"] is None
+    assert record_problem(record) is None

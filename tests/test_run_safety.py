@@ -468,3 +468,16 @@ def test_hostile_table_fidelity_and_netadapt_journal_surfaces_find_nothing(tmp_p
         (tmp_path / f"n{i}").mkdir()
         case = sf.netadapt_journal_case(rnd, tmp_path / f"n{i}", None)
         assert sf.run_case(case, guard, 30.0)[0] == "accepted"
+
+
+def test_the_pipeline_refuses_a_folder_whose_run_is_alive(tmp_path):
+    out = tmp_path / "run"
+    proc = _holder(out)
+    try:
+        result = subprocess.run([sys.executable, "-m", "experiments.reproduce", "small", "--out", str(out), "--resume",
+                                 "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+        assert f"pid {proc.pid}" in result.stderr
+    finally:
+        proc.kill()
+        proc.wait()

@@ -13,11 +13,32 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.lock import RunLocked
+
 from .config import NETWORKS, ConfigError, load_config
 from .stages import PipelineError
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; Ctrl-C (SIGINT) or SIGTERM stop it promptly with one line saying how to resume,
+    every stage's journal intact, exit status 130 / 143 (:mod:`jobs.signals`)."""
+    from jobs.signals import stop_on_signals, stopped_by, stopped_line
+
+    try:
+        with stop_on_signals():
+            code = _main(argv)
+        stop = stopped_by(None)  # a stop that a library turned into an ordinary end
+    except BaseException as error:  # noqa: BLE001 -- only a stop signal's consequences are handled here
+        stop = stopped_by(error)
+        if stop is None:
+            raise
+    if stop is None:
+        return code
+    print(stopped_line(stop, "stage, child and proposal"), file=sys.stderr)
+    return stop.status
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("network", choices=sorted(NETWORKS), help="which MobileNetV3 to reproduce")
     parser.add_argument("--config", help="pipeline config YAML (default experiments/configs/NETWORK.yaml)")
@@ -42,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (PipelineError, ValueError) as err:  # SpecError, NetAdaptError, SearchError are ValueErrors
+    except (PipelineError, ValueError, RunLocked) as err:  # SpecError, NetAdaptError, SearchError: ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 1
     ours, paper = summary["ours"], summary["paper_spec"]

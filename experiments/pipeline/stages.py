@@ -37,7 +37,8 @@ from typing import Callable
 
 from latency import predict_ms
 from jobs.atomic import atomic_write_text
-from jobs.jsonio import finite
+from jobs.jsonio import dumps, finite
+from jobs.lock import run_lock
 from search_spaces import ArchSpec, count_madds, count_params, load_spec, reference
 from search_spaces.transforms import redesign
 
@@ -108,7 +109,7 @@ class RunState:
         return result
 
     def save(self) -> None:
-        atomic_write_text(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
+        atomic_write_text(self.path, dumps(self.data, indent=2, default=str) + "\n")
 
 
 # --------------------------------------------------------------------------- stages
@@ -346,28 +347,28 @@ def run_pipeline(config: PipelineConfig, out: str | Path | None = None, *, resum
     from .definition import run_definition_stage
 
     out = Path(out or f"runs/reproduce_{config['network']}").resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    state = RunState(out, config, resume)
-    stages: dict[str, Callable[[], dict]] = {
-        "search": lambda: run_search_stage(config, out, resume, progress),
-        "netadapt": lambda: run_netadapt_stage(config, out, resume, progress),
-        "redesign": lambda: run_redesign_stage(config, out),
-        "definition": lambda: run_definition_stage(config, out, state.data["stages"]),
-    }
-    for name in STAGES:
-        if state.done(name):
-            log(f"[{name}] done before, skipped")
-            continue
-        start = time.monotonic()
-        log(f"[{name}] ...")
-        result = stages[name]()
-        result["wall_s"] = round(time.monotonic() - start, 1)
-        state.finish(name, result)
-        log(f"[{name}] finished in {result['wall_s']:.0f} s")
-    summary = state.data["stages"]["definition"]["summary"]
-    summary["wall_s"] = {name: state.data["stages"][name]["wall_s"] for name in STAGES}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
+    with run_lock(out, what="pipeline folder"):  # a second run into a live run's folder is refused
+        state = RunState(out, config, resume)
+        stages: dict[str, Callable[[], dict]] = {
+            "search": lambda: run_search_stage(config, out, resume, progress),
+            "netadapt": lambda: run_netadapt_stage(config, out, resume, progress),
+            "redesign": lambda: run_redesign_stage(config, out),
+            "definition": lambda: run_definition_stage(config, out, state.data["stages"]),
+        }
+        for name in STAGES:
+            if state.done(name):
+                log(f"[{name}] done before, skipped")
+                continue
+            start = time.monotonic()
+            log(f"[{name}] ...")
+            result = stages[name]()
+            result["wall_s"] = round(time.monotonic() - start, 1)
+            state.finish(name, result)
+            log(f"[{name}] finished in {result['wall_s']:.0f} s")
+        summary = state.data["stages"]["definition"]["summary"]
+        summary["wall_s"] = {name: state.data["stages"][name]["wall_s"] for name in STAGES}
+        atomic_write_text(out / "summary.json", dumps(summary, indent=2, default=str) + "\n")
+        return summary
 
 
 __all__ = ["run_pipeline", "PipelineError", "pre_redesign_reference", "redesign_saving_ms", "choose_seed",
