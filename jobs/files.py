@@ -118,3 +118,14 @@ def read_text(path: str | Path, *, what: str = "file", max_bytes: int | None = N
     except UnicodeDecodeError as err:
         raise FileKindError(f"{what} {path} is not UTF-8 text (byte 0x{data[err.start]:02x} at offset "
                             f"{err.start})") from None
+
+
+def file_problem_words(err: BaseException, path: str | Path, what: str) -> str:
+    """What :func:`open_regular` / :func:`read_bytes` found wrong with ``path`` (opened as
+    ``what``), without the path and the generic fix, for a caller that words its own error:
+    e.g. ``is a FIFO (named pipe), not a file``."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"cannot be read ({err.strerror})"
+    words = str(err).removeprefix(f"{what} {path} ").removesuffix("; give a regular file")
+    return words
+

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 __all__ = ["Stopped", "stop_on_signals", "reinstall", "deferred", "stopped_by", "stopped_line"]
 
@@ -114,3 +115,21 @@ def stopped_line(stop: Stopped, what: str) -> str:
     """The one line a command prints when stopped: what is kept and how to go on."""
     return (f"stopped by {stop.name}: the journal keeps every {what} finished so far; run the same command with "
             "--resume to continue (nothing finished is redone)")
+
+
+def run_stoppable(command: Callable[[], int], what: str) -> int:
+    """Run ``command`` (a CLI's body) so that Ctrl-C (SIGINT) or SIGTERM stop it promptly with
+    one line saying how to resume (:func:`stopped_line`, ``what`` naming the journaled units) and
+    exit status 130 / 143; anything else it raises passes through."""
+    try:
+        with stop_on_signals():
+            code = command()
+        stop = stopped_by(None)  # a stop that a library turned into an ordinary end
+    except BaseException as error:  # noqa: BLE001 -- only a stop signal's consequences are handled here
+        stop = stopped_by(error)
+        if stop is None:
+            raise
+    if stop is None:
+        return code
+    print(stopped_line(stop, what), file=sys.stderr)
+    return stop.status

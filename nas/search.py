@@ -15,7 +15,7 @@ from jobs.cli import (ArgumentParser, check_data_and_out, check_loads, check_set
                       number, parse_overrides)
 from jobs.jsonio import dumps
 from jobs.lock import RunLocked
-from jobs.signals import stop_on_signals, stopped_by, stopped_line
+from jobs.signals import run_stoppable
 from latency import MissingOpsError, TargetError
 from proxytask import MAX_EPOCHS, MAX_PROXY_RESOLUTION, PROFILE_NAMES, SOURCE_KINDS
 from search_spaces import SpecError
@@ -147,18 +147,7 @@ def parse_args(argv=None) -> SearchConfig:
 def main(argv=None) -> int:
     """The command; Ctrl-C (SIGINT) or SIGTERM stop it promptly with one line saying how to resume,
     the journal intact, exit status 130 / 143 (:mod:`jobs.signals`)."""
-    try:
-        with stop_on_signals():
-            code = _main(argv)
-        stop = stopped_by(None)  # a stop that a library turned into an ordinary end
-    except BaseException as error:  # noqa: BLE001 -- only a stop signal's consequences are handled here
-        stop = stopped_by(error)
-        if stop is None:
-            raise
-    if stop is None:
-        return code
-    print(stopped_line(stop, "child"), file=sys.stderr)
-    return stop.status
+    return run_stoppable(lambda: _main(argv), "child")
 
 
 def _main(argv=None) -> int:

@@ -334,19 +334,16 @@ def decode_shard(task: tuple) -> dict:
 
 
 def _read_image_bytes(path: str) -> bytes:
-    """The bytes of an image file; ValueError (one line) for a FIFO, device, folder or oversized file."""
+    """The bytes of an image file; ValueError (one line) for a FIFO, device, folder or oversized file
+    (:func:`jobs.files.read_bytes`: never blocks on a FIFO)."""
+    from jobs.files import file_problem_words, read_bytes
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as err:
-        raise ValueError(f"data: {path} cannot be read ({err.strerror}); restore it or remove it") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"data: {path} is not a regular file; remove it")
-        if info.st_size > MAX_IMAGE_BYTES:
-            raise ValueError(f"data: {path} is {info.st_size:,} bytes, over the {MAX_IMAGE_BYTES:,}-byte bound for "
-                             f"one image; shrink it or remove it")
-        return f.read(MAX_IMAGE_BYTES + 1)
+        return read_bytes(path, what="image", max_bytes=MAX_IMAGE_BYTES)
+    except (OSError, ValueError) as err:
+        reason = file_problem_words(err, path, "image")
+        raise ValueError(f"data: {path} {reason} (an image is a regular file of at most {MAX_IMAGE_BYTES:,} "
+                         f"bytes); restore it or remove it") from None
 
 
 def decode_image(path: str, resolution: int) -> tuple[np.ndarray, bool]:

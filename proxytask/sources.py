@@ -221,22 +221,15 @@ def _class_folders(folder: Path) -> list[str]:
 
 def read_small_text(path: Path, what: str) -> str:
     """The text of a small listing file (at most :data:`MAX_TEXT_BYTES`); ValueError naming it
-    for one that is missing, not a regular file, oversized or not UTF-8. Never blocks on a FIFO."""
+    for one that is missing, not a regular file, oversized or not UTF-8. Never blocks on a FIFO
+    (:func:`jobs.files.read_text`)."""
+    from jobs.files import file_problem_words, read_text
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as err:
-        raise ValueError(f"data: {path} cannot be read ({err.strerror}); {what}") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"data: {path} is {_kind_of(info.st_mode)}, not a text file; {what}")
-        if info.st_size > MAX_TEXT_BYTES:
-            raise ValueError(f"data: {path} is {info.st_size:,} bytes, over the {MAX_TEXT_BYTES:,}-byte bound; {what}")
-        raw = f.read(MAX_TEXT_BYTES + 1)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"data: {path} is not UTF-8 text; {what}") from None
+        return read_text(path, what="listing file", max_bytes=MAX_TEXT_BYTES)
+    except (OSError, ValueError) as err:
+        reason = file_problem_words(err, path, "listing file")
+        raise ValueError(f"data: {path} {reason}; {what}") from None
 
 
 def _class_names(path: Path | None, classes: list[str], separator: str | None) -> list[str]:

@@ -171,8 +171,8 @@ def test_fifos_in_listing_files_do_not_hang(tmp_path):
     annotations.unlink()
     os.mkfifo(annotations)
     with _no_hang(30):
-        assert _error(f"tinyimagenet:{root}") == f"data: {annotations} is a FIFO, not a text file; restore it from " \
-                                                 f"the archive"
+        assert _error(f"tinyimagenet:{root}") == f"data: {annotations} is a FIFO (named pipe), not a file; restore " \
+                                                 f"it from the archive"
     annotations.unlink()
     annotations.write_text(lines)
     (root / "val" / "images" / "val_1.JPEG").unlink()

@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from jobs.lock import RunLocked
+from jobs.signals import run_stoppable
 
 from .config import NETWORKS, ConfigError, load_config
 from .stages import PipelineError
@@ -22,20 +23,7 @@ from .stages import PipelineError
 def main(argv: list[str] | None = None) -> int:
     """The command; Ctrl-C (SIGINT) or SIGTERM stop it promptly with one line saying how to resume,
     every stage's journal intact, exit status 130 / 143 (:mod:`jobs.signals`)."""
-    from jobs.signals import stop_on_signals, stopped_by, stopped_line
-
-    try:
-        with stop_on_signals():
-            code = _main(argv)
-        stop = stopped_by(None)  # a stop that a library turned into an ordinary end
-    except BaseException as error:  # noqa: BLE001 -- only a stop signal's consequences are handled here
-        stop = stopped_by(error)
-        if stop is None:
-            raise
-    if stop is None:
-        return code
-    print(stopped_line(stop, "stage, child and proposal"), file=sys.stderr)
-    return stop.status
+    return run_stoppable(lambda: _main(argv), "stage, child and proposal")
 
 
 def _main(argv: list[str] | None = None) -> int:
