@@ -25,13 +25,13 @@ the last epoch, Ru et al., NeurIPS 2021, since every network of a grid takes the
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from jobs import Journal
+from jobs.jsonio import finite
 
 _SHARED: dict = {}
 
@@ -52,17 +52,6 @@ def _call(item: tuple) -> tuple[str, Any]:
     key, function, args = item
     args = tuple(_SHARED[a.name] if isinstance(a, Shared) else a for a in args)
     return key, function(*args)
-
-
-def _finite(value):
-    """``value`` with non-finite floats as None (strict JSON), recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def journaled_results(journal: str | Path) -> dict[str, Any]:
@@ -86,7 +75,7 @@ def run_journaled(jobs: dict[str, tuple[Callable, tuple]], *, journal: str | Pat
     todo = [(key, function, args) for key, (function, args) in jobs.items() if key not in done]
 
     def record(key: str, result: Any) -> None:
-        result = _finite(result)
+        result = finite(result)
         done[key] = result
         book.append({"key": key, "result": result})
         if on_result is not None:
