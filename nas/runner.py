@@ -442,6 +442,15 @@ def search_plan(config: SearchConfig) -> dict:
             "signal": sig.describe(), "signal_digest": signal_digest(sig)}
 
 
+def _supernet_epochs(epochs: float | None) -> float:
+    """The supernet's training length a search will use (None: the main job's setting)."""
+    if epochs is not None:
+        return epochs
+    from proxytask.supernet.__main__ import MAIN_JOB_EPOCHS
+
+    return MAIN_JOB_EPOCHS
+
+
 def plan_words(plan: dict) -> str:
     """:func:`search_plan` in words a person reads."""
     from proxytask.profiles import signal_words
@@ -451,6 +460,9 @@ def plan_words(plan: dict) -> str:
         f"target latency: {'?' if plan['target_ms'] is None else format(plan['target_ms'], '.2f')} ms on "
         f"{plan['target']}, from {plan['target_ms_source']}",
         f"accuracy signal: {signal_words(plan['signal'])}",
+        ("children scored by: a weight-sharing supernet of the space (trained first, or reused from its cache; "
+         f"{_supernet_epochs(c.get('supernet_epochs')):g} epochs), inherited weights, BN recalibrated"
+         if c.get("signal_kind") == "supernet" else "children scored by: training each from scratch"),
         f"search: {c['strategy']} over the {c['space']} space, {c['children']} children, {c['concurrency']} at a time "
         f"({c['cpus_per_trial']:g} CPU, {c['gpus_per_trial']:g} GPU each), w = {c['w']:g}, seed {c['seed']}",
         f"output: {c['out']}{' (resumed)' if c['resume'] else ''}",

@@ -208,7 +208,9 @@ def test_dry_runs_say_in_words_what_will_run(tmp_path, capsys):
     out = _words(search_main, ["--dry-run", "--out", tmp_path / "run", "--epochs", "0.5"], capsys)
     assert re.search(r"target latency: \d+\.\d+ ms on pixel1, from mobilenet_v3_large", out), out
     assert "profile cpu" in out and "device cpu" in out and "64 px" in out and "0.5 epochs" in out
-    assert "data default" in out
+    assert "data default" in out and "children scored by: training each from scratch" in out
+    supernet = _words(search_main, ["--dry-run", "--out", tmp_path / "run", "--signal", "supernet"], capsys)
+    assert "children scored by: a weight-sharing supernet" in supernet and "1.5 epochs)" in supernet
     gpu = _words(search_main, ["--dry-run", "--out", tmp_path / "run", "--gpus-per-trial", "1"], capsys)
     assert "profile gpu" in gpu and "device cuda" in gpu and "96 px" in gpu and "3 epochs" in gpu
     out = _words(netadapt_main, ["mobilenet_v3_small", "--budget-ratio", "0.9", "--out", tmp_path / "n",
