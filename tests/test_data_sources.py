@@ -2,10 +2,8 @@
 small in the test, the seeded subset and its place in the signal's description, and every bad
 input as one line naming the path and the fix."""
 
-import contextlib
 import os
 import pickle
-import signal as signals
 import struct
 import zlib
 
@@ -17,6 +15,7 @@ from data_folders import imagenet, jpeg, label_from_pixels, tinyimagenet, wnid
 from proxytask.data import load_data
 from proxytask.profiles import signal
 from proxytask.sources import DataWarning, list_files, parse_source, source_problem, with_subset
+from guards import no_hang
 
 
 def test_tinyimagenet_layout(tmp_path):
@@ -141,7 +140,7 @@ def test_unreadable_images_fifos_and_folders_are_one_line(tmp_path):
     broken.unlink()
     fifo = root / "train" / wnid(0) / "pipe.JPEG"
     os.mkfifo(fifo)
-    with _no_hang(30):
+    with no_hang(30):
         assert _error(f"imagenet:{root}?val_per_class=1") == f"data: {fifo} is a FIFO, not an image file; remove it"
     fifo.unlink()
     (root / "train" / wnid(0) / "folder.JPEG").mkdir()
@@ -149,19 +148,6 @@ def test_unreadable_images_fifos_and_folders_are_one_line(tmp_path):
                                                                "remove it")
 
 
-@contextlib.contextmanager
-def _no_hang(seconds: int):
-    """Fail (instead of hanging the suite) if the block blocks, e.g. opening a FIFO with no writer."""
-    def give_up(*_):
-        raise TimeoutError(f"blocked for {seconds} s")
-
-    previous = signals.signal(signals.SIGALRM, give_up)
-    signals.alarm(seconds)
-    try:
-        yield
-    finally:
-        signals.alarm(0)
-        signals.signal(signals.SIGALRM, previous)
 
 
 def test_fifos_in_listing_files_do_not_hang(tmp_path):
@@ -170,14 +156,14 @@ def test_fifos_in_listing_files_do_not_hang(tmp_path):
     lines = annotations.read_text()
     annotations.unlink()
     os.mkfifo(annotations)
-    with _no_hang(30):
+    with no_hang(30):
         assert _error(f"tinyimagenet:{root}") == f"data: {annotations} is a FIFO (named pipe), not a file; restore " \
                                                  f"it from the archive"
     annotations.unlink()
     annotations.write_text(lines)
     (root / "val" / "images" / "val_1.JPEG").unlink()
     os.mkfifo(root / "val" / "images" / "val_1.JPEG")
-    with _no_hang(30):
+    with no_hang(30):
         assert "val_1.JPEG is a FIFO, not an image file; remove it" in _error(f"tinyimagenet:{root}")
 
 

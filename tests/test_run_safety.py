@@ -8,30 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from jobs import Journal, JournalWarning, atomic_write_text
+from guards import no_hang
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"max_steps": 2, "batch_size": 16, "bn_recalibration_batches": 1, "resolution": 32}
 
 
-@contextmanager
-def _no_hang(seconds: int = 10):
-    """Fail (instead of hanging the suite) when the block blocks, e.g. opening a FIFO."""
-    def alarm(signum, frame):
-        raise TimeoutError(f"blocked for {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _one_line(err) -> str:
@@ -94,7 +81,7 @@ def test_a_fifo_device_or_folder_journal_is_one_line_never_a_hang(tmp_path):
     for path in (_fifo(tmp_path / "fifo.jsonl"), Path("/dev/zero"), tmp_path / "d" / "journal.jsonl"):
         journal = Journal(path)
         for act in (journal.read, lambda: journal.append({"index": 0})):
-            with _no_hang(), pytest.raises(ValueError) as err:
+            with no_hang(), pytest.raises(ValueError) as err:
                 act()
             assert str(path) in _one_line(err)
 
@@ -104,10 +91,10 @@ def test_a_fifo_spec_space_or_target_is_one_line_never_a_hang(tmp_path):
     from search_spaces import SpecError, load_spec
 
     fifo = _fifo(tmp_path / "x.yaml")
-    with _no_hang(), pytest.raises(SpecError) as err:
+    with no_hang(), pytest.raises(SpecError) as err:
         load_spec(fifo)
     assert "FIFO" in _one_line(err)
-    with _no_hang(), pytest.raises(TargetError) as err:
+    with no_hang(), pytest.raises(TargetError) as err:
         load_target(str(fifo))
     assert str(fifo) in _one_line(err)
 
@@ -117,14 +104,14 @@ def test_a_fifo_latency_table_or_provenance_is_one_line_never_a_hang(tmp_path):
 
     table = _fifo(tmp_path / "t.csv")
     (tmp_path / "t.provenance.json").write_text("{}")
-    with _no_hang(), pytest.raises(ValueError) as err:
+    with no_hang(), pytest.raises(ValueError) as err:
         load_table(table)
     assert str(table) in _one_line(err)
     table.unlink()
     table.write_text("op_key,median_ms,overhead_ms\n")
     (tmp_path / "t.provenance.json").unlink()
     _fifo(tmp_path / "t.provenance.json")
-    with _no_hang(), pytest.raises(ValueError) as err:
+    with no_hang(), pytest.raises(ValueError) as err:
         load_table(table)
     assert "t.provenance.json" in _one_line(err)
 
@@ -132,7 +119,7 @@ def test_a_fifo_latency_table_or_provenance_is_one_line_never_a_hang(tmp_path):
 def test_fifo_state_files_of_a_search_are_one_line_never_a_hang(tmp_path):
     searcher = _searcher(tmp_path)
     _fifo(tmp_path / "searcher.json")
-    with _no_hang(), pytest.raises(ValueError) as err:
+    with no_hang(), pytest.raises(ValueError) as err:
         searcher.resume()
     assert "searcher.json" in _one_line(err)
 
