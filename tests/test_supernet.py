@@ -282,6 +282,26 @@ def test_scorer_scores_children_and_refuses_outsiders(tiny, tmp_path):
     assert bad.status == "error" and "outside the space" in bad.reason and "\n" not in bad.reason
 
 
+def test_folding_batchnorm_keeps_the_function(tiny):
+    """Scoring folds each conv-BN pair into one conv after recalibration: same logits, no BN left
+    behind a conv."""
+    from proxytask.supernet.scoring import fold_batchnorm
+
+    for space in (tiny, get_space("mobilenetv3")):
+        net = randomise(Supernet(space, num_classes=5, in_channels=3))
+        x = torch.randn(3, 3, 24, 24)
+        for sample in (extreme_sample(space, True), space.random_sample(random.Random(2))):
+            model = net.extract(subnet_of(space, space.decode(sample))).eval()
+            with torch.no_grad():
+                expected = model(x)
+                folded = fold_batchnorm(model)
+                got = folded(x)
+            assert torch.allclose(expected, got, rtol=1e-4, atol=1e-4), (expected - got).abs().max()
+            pairs = [(a, b) for m in folded.modules() if isinstance(m, torch.nn.Sequential)
+                     for a, b in zip(list(m), list(m)[1:]) if isinstance(a, torch.nn.Conv2d)]
+            assert pairs and not any(isinstance(b, torch.nn.BatchNorm2d) for _, b in pairs)
+
+
 def test_cli_bad_inputs_are_one_line(tmp_path):
     (tmp_path / "supernet.json").write_text("garbage")
     for argv in (["score", "mobilenet_v3_large", "--supernet", str(tmp_path)],
