@@ -2,7 +2,7 @@
 
     python -m experiments.proxy_fidelity [--networks CSV] [--seeds 3] [--data SOURCE]
         [--profile cpu|gpu|tinyimagenet] [--proxy KEY=VALUE ...] [--device cpu|cuda] [--workers N]
-        [--score accuracy|sotl_e] --out DIR
+        [--score accuracy|sotl_e] [--signal scratch|supernet [--supernet-epochs E] [--space S]] --out DIR
     python -m experiments.proxy_fidelity --choose DIR [DIR ...] [--choose-score accuracy|sotl_e|any] --out DIR
 
 ``--networks``: a CSV with columns ``spec,width,resolution,top1`` (more columns, e.g. ``source``
@@ -22,6 +22,11 @@ form (``--choose``) picks the best setting and score on the validation figures (
 ``spearman``, ``latency_matched_spearman`` and ``seed_spearman``) and reports the **test** figures
 of that one choice, once (``OUT/summary.json``, ``score_split: "test"``, and ``OUT/choice.md``
 with every candidate's validation figures).
+
+``--signal supernet`` scores every network as its nearest subnet of a weight-sharing supernet,
+one supernet trained per seed (:mod:`experiments.benchmarks.supernet_fidelity`); the figures,
+files and ``--choose`` are the same, and ``cpu_seconds_per_child`` counts the supernet's
+training, so both signals can be compared at equal CPU time.
 
 Scores (``--score``, both are computed from the same trainings, so ``--choose`` compares both):
 
@@ -445,8 +450,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="setting folders: choose one on validation, report its test figures in --out")
     p.add_argument("--choose-score", choices=(*SCORES, "any"), default="any",
                    help="with --choose: the scores a choice may take (default any)")
+    p.add_argument("--signal", choices=("scratch", "supernet"), default="scratch",
+                   help="scratch: train every network (default); supernet: score each as its nearest subnet")
+    p.add_argument("--supernet-epochs", type=float, default=None,
+                   help="with --signal supernet: epochs of supernet training per seed (default: the main job's)")
+    p.add_argument("--space", default="mobilenetv3", help="with --signal supernet: the supernet's search space")
     p.add_argument("--out", required=True, help="output folder")
     a = p.parse_args(argv)
+    if a.supernet_epochs is not None and not (math.isfinite(a.supernet_epochs) and 0 < a.supernet_epochs <= 1000):
+        p.error(f"--supernet-epochs: {a.supernet_epochs} must be a number in (0, 1000]")
+    if a.signal == "scratch" and (a.supernet_epochs is not None or a.space != "mobilenetv3"):
+        p.error("--supernet-epochs / --space: only with --signal supernet; add --signal supernet or drop them")
     if not 1 <= a.seeds <= 20:
         p.error(f"--seeds: {a.seeds} must be from 1 to 20")
     if not 1 <= a.workers <= 64:
@@ -479,15 +493,24 @@ def main(argv=None) -> int:
         else:
             networks = read_networks(a.networks)
             _check_data(a.data)
-            summary = run_fidelity(networks, seeds=a.seeds, profile=a.profile, data=a.data, overrides=a.overrides,
-                                   workers=a.workers, out=a.out, patch=a.patch, score=a.score,
-                                   networks_csv=Path(a.networks).resolve())
+            if a.signal == "supernet":
+                from .supernet_fidelity import run_supernet_fidelity
+
+                summary = run_supernet_fidelity(networks, seeds=a.seeds, profile=a.profile, data=a.data,
+                                                overrides=a.overrides, out=a.out, space=a.space,
+                                                epochs=a.supernet_epochs, threads=a.workers, patch=a.patch,
+                                                networks_csv=Path(a.networks).resolve())
+            else:
+                summary = run_fidelity(networks, seeds=a.seeds, profile=a.profile, data=a.data, overrides=a.overrides,
+                                       workers=a.workers, out=a.out, patch=a.patch, score=a.score,
+                                       networks_csv=Path(a.networks).resolve())
     except (FidelityError, ValueError, RuntimeError, OSError) as err:
         print(f"error: {str(err).splitlines()[0][:500] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
     for key in ("n", "score", "score_split", "spearman", "spearman_ci95", "spearman_permutation_p",
                 "latency_matched_spearman", "latency_matched_spearman_ci95", "latency_matched_permutation_p",
-                "madds_latency_matched_spearman", "seed_spearman", "seconds_per_child", "device"):
+                "madds_latency_matched_spearman", "seed_spearman", "seconds_per_child", "cpu_seconds_per_child",
+                "device"):
         value = summary.get(key)
         print(f"{key:>32}: {value:.3f}" if isinstance(value, float) else f"{key:>32}: {value}")
     print(f"wrote {a.out}/summary.json" + ("" if a.choose else ", networks.csv, accuracy_vs_top1.png, residuals.png"))

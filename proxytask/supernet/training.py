@@ -43,7 +43,7 @@ from ..train import ProxyConfig, TrainingDiverged, _fan_in_linear_init, _Optimiz
 from .mapping import subnet_from_sample
 from .model import Supernet, SupernetError
 
-VERSION = 1
+VERSION = 2  # 2: the sandwich's smallest subnet is of the shared weights (dsconv, not conv)
 META = "supernet.json"
 
 
@@ -109,11 +109,16 @@ def cache_dir(root: str | Path, space: SearchSpace, key: str) -> Path:
 
 # --------------------------------------------------------------------------- sandwich
 def extreme_sample(space: SearchSpace, largest: bool) -> tuple[int, ...]:
-    """The largest (or smallest) sample: widest expansion, kernel, width, depth, SE on (off), skip on."""
+    """The largest (or smallest) sample: widest expansion, kernel, width, depth, SE on (off), skip on.
+
+    Both bounds are of the *shared* weights (the sandwich rule trains them): a regular ``conv``
+    keeps weights of its own, so it is neither the largest nor the smallest operator unless it is
+    the only one (the smallest is ``dsconv``, expansion 1, where the space has it)."""
     def size(name: str, value) -> float:
         if name == "operator":
-            return -1.0 if value == "conv" and not largest else (
-                0.5 if value == "conv" else 1.0 if value == "dsconv" else float(value[6:]))
+            if value == "conv":
+                return -math.inf if largest else math.inf
+            return 1.0 if value == "dsconv" else float(value[6:])
         if name == "nonlinearity":
             return float(value == "hswish")
         if name == "skip":
@@ -288,6 +293,8 @@ def train_supernet(space: SearchSpace, data: ProxyData, source: str, proxy: Prox
     if start >= end:
         net.eval()
         return net, meta
+    if start == 0 or "cpu_seconds" in meta:  # CPU time of every step, all threads (older checkpoints lack it)
+        meta.setdefault("cpu_seconds", 0.0)
     _train_steps(net, opt, space, data, schedule, config, start, end, total, out, meta, progress)
     net.eval()
     return net, meta
@@ -305,7 +312,7 @@ def _train_steps(net, opt, space, data, schedule, config, start, end, total, out
 
         bar = tqdm(total=total, initial=start, unit="step", desc=f"supernet {space.name}", smoothing=0.1)
     net.train()
-    clock, recent = time.perf_counter(), []
+    clock, cpu_clock, recent = time.perf_counter(), time.process_time(), []
     try:
         with _threads(schedule.threads):
             for step, x, y in _train_batches(data, schedule, start, end - start):
@@ -324,7 +331,9 @@ def _train_steps(net, opt, space, data, schedule, config, start, end, total, out
                     bar.set_postfix(loss=f"{loss:.3f}")
                 if done % config.checkpoint_every == 0 or done == end:
                     meta["seconds"] += time.perf_counter() - clock
-                    clock = time.perf_counter()
+                    if "cpu_seconds" in meta:
+                        meta["cpu_seconds"] += time.process_time() - cpu_clock
+                    clock, cpu_clock = time.perf_counter(), time.process_time()
                     meta["losses"].append([done, sum(recent) / len(recent)])
                     recent = []
                     meta.update(step=done, finished=done >= total)
