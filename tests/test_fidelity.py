@@ -249,3 +249,35 @@ def test_choose_selects_on_validation_and_reports_test_once(tmp_path):
     assert summary["spearman"] < 0.9 and summary["spearman_ci95"] is not None
     assert "latency_matched_permutation_p" in summary and len(summary["candidates"]) == 4
     assert (tmp_path / "chosen" / "choice.md").read_text().count("| A |") + 1 >= 1
+
+
+def test_a_tiny_supernet_fidelity_run(tmp_path, monkeypatch, capsys):
+    """``--signal supernet``: one real supernet per seed (a few sandwich steps), every network
+    scored as its nearest subnet, the same outputs as a scratch setting plus the cost of the
+    supernet; a rerun scores nothing again, and another setting in the same folder is refused."""
+    monkeypatch.chdir(tmp_path)  # the supernet cache (runs/supernet) goes under tmp_path
+    path = _csv(tmp_path, "spec,width,resolution,top1\n" + GOOD_ROWS + "mobilenet_v3_large,0.35,224,64.2\n")
+    out = tmp_path / "fid"
+    argv = ["--signal", "supernet", "--supernet-epochs", "0.5", "--networks", str(path), "--seeds", "2",
+            "--out", str(out), "--data", _image_folder(tmp_path / "img"), "--proxy", "resolution=16",
+            "--proxy", "batch_size=8"]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 4 and summary["signal_kind"] == "supernet" and summary["score_split"] == "val"
+    assert len(summary["supernet"]["per_seed"]) == 2 and all(s["cpu_seconds"] > 0 for s in summary["supernet"]["per_seed"])
+    assert summary["cpu_seconds_per_child"] > summary["scoring_cpu_seconds_per_child"] > 0
+    import pandas as pd
+
+    table = pd.read_csv(out / "networks.csv")
+    assert {"acc_seed0", "acc_seed1", "nearest_madds_delta_m", "nearest_pixel1_delta_ms"} <= set(table.columns)
+    assert table["acc_seed0"].between(0, 1).all()
+    sealed = json.loads((out / "test_scores.json").read_text())["test_accuracy"]
+    assert len(sealed) == 4 and all(len(v) == 2 for v in sealed.values())
+    lines = (out / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and len(list((tmp_path / "runs" / "supernet").iterdir())) == 2
+    assert main(argv) == 0
+    assert (out / "runs.jsonl").read_text().splitlines() == lines
+    capsys.readouterr()
+    assert main([*argv[:2], "--supernet-epochs", "1", *argv[4:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "another setting" in err and "supernet_epochs" in err

@@ -29,13 +29,16 @@ COMMAND = "python -m experiments.benchmarks.bench_supernet " + " ".join(sys.argv
 SPACE = "mobilenetv3"
 
 
+SOURCE = {"profile": "cpu", "data": "default", "tag": ""}  # --profile, --data, --tag (main)
+
+
 def _signal(threads: int, epochs: float | None = None):
     from proxytask.profiles import signal
 
     overrides = {"threads": threads}
     if epochs is not None:
         overrides["epochs"] = epochs
-    return signal("cpu", overrides=overrides)
+    return signal(SOURCE["profile"], data=SOURCE["data"], overrides=overrides)
 
 
 def _children(n: int, seed: int):
@@ -61,7 +64,7 @@ def cmd_scratch(a) -> None:
     sig = _signal(1, a.epochs)
     data = sig.load()
     space, children = _children(a.children, a.seed)
-    journal = Journal(OUT / f"scratch_e{a.epochs:g}_s{a.seed}.jsonl")
+    journal = Journal(OUT / f"scratch{SOURCE['tag']}_e{a.epochs:g}_s{a.seed}.jsonl")
     done = {r["hash"] for r in journal.repair()}
     for sample, spec in children:
         if spec.hash in done:
@@ -82,9 +85,9 @@ def _supernet(threads: int, epochs: float):
     data = sig.load()
     space = get_space(SPACE)
     config = SupernetConfig(epochs=epochs)
-    out = default_out(space, data, "default", sig.proxy, config, sig.patch)
+    out = default_out(space, data, sig.data, sig.proxy, config, sig.patch)
     start = time.perf_counter()
-    net, meta = train_supernet(space, data, "default", sig.proxy, config, out=out, resume=True, progress=True,
+    net, meta = train_supernet(space, data, sig.data, sig.proxy, config, out=out, resume=True, progress=True,
                                patch=sig.patch)
     return net, meta, data, sig, space, time.perf_counter() - start, out
 
@@ -181,7 +184,7 @@ def cmd_rank(a) -> None:
 
     net, meta, data, sig, space, _, out = _supernet(a.threads, a.epochs)
     scorer = SupernetScorer(net, space, data, sig.proxy, bn_batches=a.bn_batches, val_size=a.val_size)
-    records = [r for r in Journal(OUT / f"scratch_e{a.scratch_epochs:g}_s{a.seed}.jsonl").read() if r["status"] == "ok"]
+    records = [r for r in Journal(OUT / f"scratch{SOURCE['tag']}_e{a.scratch_epochs:g}_s{a.seed}.jsonl").read() if r["status"] == "ok"]
     rows = []
     for r in records:
         spec = space.decode(tuple(r["sample"]))
@@ -192,7 +195,8 @@ def cmd_rank(a) -> None:
     for row, r in zip(rows, records):
         row["supernet_full_val"] = full.score(space.decode(tuple(r["sample"]))).accuracy
     col = lambda k: [row[k] for row in rows]  # noqa: E731
-    _record(f"rank_e{a.epochs:g}_vs_scratch_e{a.scratch_epochs:g}", {
+    _record(f"rank{SOURCE['tag']}_e{a.epochs:g}_vs_scratch_e{a.scratch_epochs:g}", {
+        "profile": SOURCE["profile"], "data": SOURCE["data"],
         "command": COMMAND, "children": len(rows), "supernet_epochs": a.epochs,
         "scratch_epochs": a.scratch_epochs, "val_size": a.val_size, "bn_batches": a.bn_batches,
         "spearman_supernet_vs_scratch": spearmanr(col("supernet"), col("scratch"))[0],
@@ -216,7 +220,11 @@ def main(argv=None) -> int:
         q.add_argument("--scratch-epochs", type=float, default=3.0)
         q.add_argument("--untrained", action="store_true", help="score: time with a fresh supernet (no training)")
         q.add_argument("--steps", type=int, default=3, help="steptime: steps timed")
+        q.add_argument("--profile", default="cpu", help="signal profile (default cpu: the main job's)")
+        q.add_argument("--data", default="default", help="signal data source (default: the embedded photos)")
+        q.add_argument("--tag", default="", help="inserted in the result files' names (another signal's runs)")
     a = p.parse_args(argv)
+    SOURCE.update(profile=a.profile, data=a.data, tag=f"_{a.tag}" if a.tag else "")
     if a.epochs is None:
         from proxytask.supernet.__main__ import MAIN_JOB_EPOCHS
 

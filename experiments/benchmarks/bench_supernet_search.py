@@ -1,7 +1,7 @@
 """RL against random search and evolution on the weight-sharing signal (issue 19).
 
     python -m experiments.benchmarks.bench_supernet_search run [--strategies rl random evolution]
-        [--seeds 0 1 2] [--children 1000] [--epochs 1.5] [--val-size 500]
+        [--seeds 0 1 2] [--children 1000] [--epochs 1.5] [--val-size 500] [--profile P --data SOURCE]
     python -m experiments.benchmarks.bench_supernet_search report
 
 ``run`` searches the ``mobilenetv3`` space for the ``pixel1`` target as ``nas.search --signal
@@ -109,6 +109,7 @@ def cmd_run(a) -> None:
     folder = ROOT / key
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "setting.json").write_text(json.dumps({"supernet": key, "epochs": a.epochs, "val_size": a.val_size,
+                                                     "profile": a.profile, "data": a.data,
                                                      "target": "pixel1", "target_ms": target_ms, "w": w}) + "\n")
     memo = _memo(folder)
     for name in a.strategies:
@@ -199,9 +200,14 @@ def main(argv=None) -> int:
     r.add_argument("--children", type=int, default=1000)
     r.add_argument("--epochs", type=float, default=None, help="supernet epochs (default: the main job's)")
     r.add_argument("--val-size", type=int, default=500)
+    r.add_argument("--profile", default="cpu", help="signal profile (default cpu: the main job's)")
+    r.add_argument("--data", default="default", help="signal data source (default: the embedded photos)")
     sub.add_parser("report")
     a = p.parse_args(argv)
     if a.cmd == "run":
+        from .bench_supernet import SOURCE
+
+        SOURCE.update(profile=a.profile, data=a.data)
         if a.epochs is None:
             from proxytask.supernet.__main__ import MAIN_JOB_EPOCHS
 

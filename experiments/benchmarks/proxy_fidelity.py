@@ -227,6 +227,13 @@ def _statistics(scores: np.ndarray, networks, *, intervals: bool) -> dict:
     return stats
 
 
+def seal_test_scores(out: Path, networks, test: np.ndarray, seeds: list[int]) -> None:
+    """``out/test_scores.json``: the test accuracies, read only by ``--choose`` for the chosen setting."""
+    sealed = {n.label: [None if not np.isfinite(v) else float(v) for v in test[i]] for i, n in enumerate(networks)}
+    _atomic_json(out / "test_scores.json", {"note": "sealed: read only by --choose, for the chosen setting",
+                                            "seeds": seeds, "test_accuracy": sealed})
+
+
 def _network_rows(networks, matrices, seeds) -> list[dict]:
     latency, madds, _ = _costs(networks)
 
@@ -264,10 +271,7 @@ def run_fidelity(networks: list[Network], *, seeds: int = 3, profile: str = "cpu
                       data=proxy_data, log=print if verbose else None)
     matrices = _score_matrices(networks, runs, seed_list)
     _write_csv(out / "networks.csv", _network_rows(networks, matrices, seed_list))
-    sealed = {n.label: [None if not np.isfinite(v) else float(v) for v in matrices["test"][i]]
-              for i, n in enumerate(networks)}
-    _atomic_json(out / "test_scores.json", {"note": "sealed: read only by --choose, for the chosen setting",
-                                            "seeds": seed_list, "test_accuracy": sealed})
+    seal_test_scores(out, networks, matrices["test"], seed_list)
     failed = [f"{label} seed {r['seed']}: {r['reason']}" for label, rs in runs.items() for r in rs
               if r is not None and r["status"] != "ok"]
     by_score = {"accuracy": _statistics(matrices["val"], networks, intervals=True),

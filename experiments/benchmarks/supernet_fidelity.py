@@ -112,7 +112,7 @@ def run_supernet_fidelity(networks, *, seeds: int = 3, profile: str = "cpu", dat
     from proxytask.supernet.__main__ import MAIN_JOB_EPOCHS
     from search_spaces.spaces import get_space
 
-    from .proxy_fidelity import _atomic_json, _network_rows, _plots, _statistics, _write_csv
+    from .proxy_fidelity import _atomic_json, _network_rows, _plots, _statistics, _write_csv, seal_test_scores
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,10 +142,7 @@ def run_supernet_fidelity(networks, *, seeds: int = 3, profile: str = "cpu", dat
     for row, network in zip(rows, networks):
         row.update(_nearest_distance(search_space, network))
     _write_csv(out / "networks.csv", rows)
-    sealed = {n.label: [None if not np.isfinite(v) else float(v) for v in matrices["test"][i]]
-              for i, n in enumerate(networks)}
-    _atomic_json(out / "test_scores.json", {"note": "sealed: read only by --choose, for the chosen setting",
-                                            "seeds": seed_list, "test_accuracy": sealed})
+    seal_test_scores(out, networks, matrices["test"], seed_list)
     scoring = float(np.nanmean(matrices["cpu_seconds"])) if np.isfinite(matrices["cpu_seconds"]).any() else 0.0
     measured = [s["cpu_seconds"] for s in supernets if s["cpu_seconds"] is not None]  # a reused older cache lacks it
     train_cpu = float(np.mean(measured)) if measured else float("nan")
