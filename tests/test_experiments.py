@@ -348,6 +348,8 @@ def test_tiny_pipeline_small_path_searches_then_adapts(tmp_path, ray_session):
     assert (out / "search" / "trials.csv").exists()
     state = json.loads((out / "pipeline.json").read_text())
     assert state["stages"]["search"]["seed_reach"] is not None
+    assert (state["stages"]["search"]["signal"], state["config"]["search"]["signal"]) == ("scratch", "scratch")
+    assert "children scored by training each from scratch" in (out / "summary.md").read_text()
     _check_pipeline_outputs(out, summary, "small")
     assert summary["paper_spec"]["madds_m"] == pytest.approx(56.51, abs=0.01)
 
@@ -530,6 +532,13 @@ def test_structure_report_pairs_mnasnet_a1_with_v3_large_expansion_by_expansion(
     ({"final_training": {"seeds": 0}}, "final_training.seeds: 0"),
     ({"final_training": {"widths": [0.0]}}, "final_training.widths"),
     ({"netadapt": {"iterations": 4}}, "netadapt.iterations: unknown setting"),
+    ({"search": {"signal": "weights"}}, r"^search\.signal: 'weights' must be scratch .* or supernet"),
+    ({"search": {"signal": None}}, r"^search\.signal: None must be scratch"),
+    ({"search": {"signal_kind": "supernet"}}, r"^search\.signal_kind: unknown setting; expected .*\bsignal\b"),
+    ({"search": {"signal": "supernet", "supernet_epochs": 0}}, r"^search\.supernet_epochs: 0 must be null"),
+    ({"search": {"signal": "supernet", "supernet_epochs": "2"}}, r"^search\.supernet_epochs: '2' must be null"),
+    ({"search": {"signal": "supernet", "supernet_epochs": 1e9}}, r"^search\.supernet_epochs: 1000000000.0 must be"),
+    ({"search": {"supernet_epochs": 2}}, r"^search\.supernet_epochs: 2 is set but search\.signal is scratch"),
 ])
 def test_pipeline_config_errors_name_the_field(tmp_path, settings, words):
     import yaml
@@ -540,6 +549,61 @@ def test_pipeline_config_errors_name_the_field(tmp_path, settings, words):
     path.write_text(yaml.safe_dump({"network": "large", **settings}))
     with pytest.raises(ConfigError, match=words) as info:
         load_config("large", path)
+    assert "\n" not in str(info.value)
+
+
+def test_search_signal_reaches_the_search_stage(tmp_path):
+    """``search.signal`` (issue 19) is the search's ``signal_kind``: the stage's SearchConfig and
+    the search's own plan say children are scored with the supernet; the default stays scratch."""
+    import yaml
+
+    from experiments.pipeline.config import load_config
+    from experiments.pipeline.stages import search_config
+    from nas.runner import plan_words, search_plan
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"network": "small", "search": {"signal": "supernet", "supernet_epochs": 0.5}}))
+    search, _ = search_config(load_config("small", path), tmp_path / "run")
+    assert (search.signal_kind, search.supernet_epochs) == ("supernet", 0.5)
+    assert search.out == str(tmp_path / "run" / "search")
+    words = plan_words(search_plan(search))
+    assert "children scored by: a weight-sharing supernet" in words and "0.5 epochs" in words
+    default, _ = search_config(load_config("small"), tmp_path / "run")
+    assert (default.signal_kind, default.supernet_epochs) == ("scratch", None)
+    assert "children scored by: training each from scratch" in plan_words(search_plan(default))
+
+
+def test_a_resume_with_another_search_signal_is_refused_in_one_line(tmp_path):
+    """Once the search finished (``pipeline.json``), or while it is unfinished (its own
+    ``config.json``), a resume with another ``search.signal`` is one line naming it; a run
+    recorded before the setting existed resumes as scratch."""
+    from experiments.pipeline.config import load_config
+    from experiments.pipeline.stages import PipelineError, RunState, check_search_signal, search_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    scratch = load_config("small")
+    supernet = load_config("small", **{"search.signal": "supernet"})
+    RunState(out, scratch, resume=False).finish("search", {"signal": "scratch"})
+    with pytest.raises(PipelineError, match=r"^resume: search changed since the search stage finished "
+                                            r"\(search\.signal: 'scratch' -> 'supernet'\)") as info:
+        RunState(out, supernet, resume=True)
+    assert "\n" not in str(info.value)
+    state = json.loads((out / "pipeline.json").read_text())
+    del state["config"]["search"]["signal"], state["config"]["search"]["supernet_epochs"]  # as written before issue 19
+    (out / "pipeline.json").write_text(json.dumps(state))
+    RunState(out, scratch, resume=True)  # not refused: the missing setting is its default
+    with pytest.raises(PipelineError, match=r"search\.signal: 'scratch' -> 'supernet'"):
+        RunState(out, supernet, resume=True)
+
+    # an unfinished search: its config.json, as nas.runner writes it
+    search, _ = search_config(scratch, out, resume=True)
+    (out / "search").mkdir()
+    (out / "search" / "config.json").write_text(json.dumps(search.to_dict()))
+    check_search_signal(search, out / "search")
+    changed, _ = search_config(supernet, out, resume=True)
+    with pytest.raises(PipelineError, match=r"^resume: search\.signal was 'scratch' .* now 'supernet'") as info:
+        check_search_signal(changed, out / "search")
     assert "\n" not in str(info.value)
 
 

@@ -2,8 +2,10 @@
 
 A config has top-level settings (``network``, ``target``, ``target_ms``, ``data``, ``seed``: the
 network NetAdapt starts from, ``random_seed``) and one section per stage: ``search`` (:class:`nas.runner.SearchConfig` fields, ``proxy`` for
-:class:`proxytask.train.ProxyConfig` overrides), ``netadapt``, ``redesign``, ``final_training`` and
-``export``. Unknown keys are errors naming the key; omitted keys take the defaults below.
+:class:`proxytask.train.ProxyConfig` overrides; ``signal``, ``scratch`` or ``supernet``, is how
+children are scored, SearchConfig's ``signal_kind``, with ``supernet_epochs``), ``netadapt``,
+``redesign``, ``final_training`` and ``export``. Unknown keys are errors naming the key; omitted
+keys take the defaults below.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "netadapt_share": 0.1,
         "children": 12, "epochs": None, "proxy_resolution": None, "profile": None, "concurrency": 2, "cpus_per_trial": 1.0,
         "gpus_per_trial": 0.0, "retries": 1, "address": None, "rl_batch_size": 4, "proxy": {},
+        "signal": "scratch", "supernet_epochs": None,  # nas.search --signal / --supernet-epochs
     },
     "netadapt": {"budget_ms": "auto", "rounds": 3, "on_redesigned": False, "options": {}},
     "redesign": {"from_resolution": 14, "from_index": None},
@@ -125,10 +128,33 @@ def _check_numbers(s: dict) -> None:
     _number(s["search"]["w"], "search.w", "a finite number (the reward's latency exponent, e.g. -0.07)")
     if s["search"]["epochs"] is not None:
         _number(s["search"]["epochs"], "search.epochs", "null or a positive, finite number of epochs", low=0)
+    _check_signal(s["search"])
     _integer(s["netadapt"]["rounds"], "netadapt.rounds", 1)
     _integer(s["search"]["children"], "search.children", 1)
     if not isinstance(s["netadapt"]["on_redesigned"], bool):
         raise ConfigError(f"netadapt.on_redesigned: {s['netadapt']['on_redesigned']!r} must be true or false")
+
+
+SIGNALS = ("scratch", "supernet")  # nas.search --signal
+
+
+def _check_signal(search: dict) -> None:
+    """``search.signal`` (how children are scored) and ``search.supernet_epochs`` (its supernet's training)."""
+    from proxytask import MAX_EPOCHS
+
+    signal, epochs = search["signal"], search["supernet_epochs"]
+    if not isinstance(signal, str) or signal not in SIGNALS:
+        raise ConfigError(f"search.signal: {signal!r} must be scratch (each child trained from scratch) or supernet "
+                          "(children scored with the weights of a supernet trained first)")
+    if epochs is None:
+        return
+    what = f"null (the main job's setting) or a number of epochs in (0, {MAX_EPOCHS}]"
+    _number(epochs, "search.supernet_epochs", what, low=0)
+    if epochs > MAX_EPOCHS:
+        raise ConfigError(f"search.supernet_epochs: {epochs!r} must be {what}")
+    if signal != "supernet":
+        raise ConfigError(f"search.supernet_epochs: {epochs!r} is set but search.signal is {signal}; set "
+                          "search.signal: supernet, or leave supernet_epochs null")
 
 
 def _check_free_sections(s: dict) -> None:

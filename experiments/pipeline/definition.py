@@ -202,7 +202,8 @@ def _structure_parts(config: PipelineConfig, out: Path, ours: ArchSpec, paper: A
 def _headline(config: PipelineConfig, stages: dict, ours: ArchSpec) -> str:
     """The summary's first paragraph: target, ours' latency, the search and NetAdapt in words."""
     ours_ms = costs(ours, config["target"])["latency_ms"]
-    search_text = (f"Search target {stages['search']['target_ms']:.2f} ms ({stages['search']['target_ms_reason']})"
+    search_text = (f"Search target {stages['search']['target_ms']:.2f} ms ({stages['search']['target_ms_reason']}), "
+                   f"children scored by {_signal_words(stages['search'])}"
                    if stages["search"]["target_ms"] is not None else "No search (the seed is given)")
     selection = [x.get("selection") or {} for x in stages["netadapt"]["rounds"]]
     measured = sum(x.get("measured", 0) for x in selection)
@@ -212,6 +213,15 @@ def _headline(config: PipelineConfig, stages: dict, ours: ArchSpec) -> str:
             f"{_rounds_text(stages['netadapt'])}"
             + (f" The chosen proposal's lead exceeded the noise of a score in {exceeded} of {measured} measured "
                "iteration(s) (netadapt/round_*/history.csv: lead, noise)." if measured else ""))
+
+
+def _signal_words(search: dict) -> str:
+    """How the search scored its children (``search.signal``; a stage record without it: scratch)."""
+    if search.get("signal", "scratch") != "supernet":
+        return "training each from scratch (search.signal: scratch)"
+    epochs = search.get("supernet_epochs")
+    return ("the weights of a supernet trained first (search.signal: supernet, "
+            + ("the main job's epochs" if epochs is None else f"{epochs:g} epochs") + ")")
 
 
 def _definition_lines(emitted: dict, trained: bool) -> list[str]:

@@ -77,6 +77,32 @@ STAGE_SETTINGS = {
 }
 
 
+def with_new_defaults(saved: dict) -> dict:
+    """A config saved in ``pipeline.json``, with the defaults of the settings added since it was
+    written (``search.signal``: ``scratch``, ...): a run started before them resumes unchanged."""
+    from .config import DEFAULTS
+
+    out = {key: saved.get(key, value) for key, value in DEFAULTS.items()}
+    for key, value in DEFAULTS.items():  # the sections: their own settings (proxy, options: as saved)
+        if isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = {**value, **out[key]}
+    return out
+
+
+def _changes(before: dict, after: dict, keys: list[str], limit: int = 4) -> str:
+    """``search.signal: 'scratch' -> 'supernet'``: the changed settings among ``keys``, a section's by
+    their dotted names."""
+    items = []
+    for key in keys:
+        old, new = before.get(key), after.get(key)
+        if isinstance(new, dict) and isinstance(old, dict):
+            items += [(f"{key}.{k}", old.get(k), new.get(k)) for k in {**old, **new} if old.get(k) != new.get(k)]
+        else:
+            items.append((key, old, new))
+    text = ", ".join(f"{name}: {old!r} -> {new!r}"[:120] for name, old, new in items[:limit])
+    return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 class RunState:
     """``OUT/pipeline.json``: the config and every finished stage's results, rewritten atomically.
 
@@ -92,11 +118,13 @@ class RunState:
                                 "or choose another out")
         new = config.to_dict()
         if previous is not None:
+            before = with_new_defaults(previous["config"])
             for stage in previous["stages"]:
-                changed = [k for k in STAGE_SETTINGS[stage] if previous["config"].get(k) != new[k]]
+                changed = [k for k in STAGE_SETTINGS[stage] if before.get(k) != new[k]]
                 if changed:
-                    raise PipelineError(f"resume: {', '.join(changed)} changed since the {stage} stage finished; "
-                                        "resume with the same settings or choose another out")
+                    raise PipelineError(f"resume: {', '.join(changed)} changed since the {stage} stage finished "
+                                        f"({_changes(before, new, changed)}); resume with the same "
+                                        "settings or choose another out")
         self.data = {"config": new, "stages": previous["stages"] if previous else {}}
         self.save()
 
@@ -192,23 +220,54 @@ def run_search_stage(config: PipelineConfig, out: Path, resume: bool, progress: 
         return {"target_ms": None, "target_ms_reason": "no search: the seed is given", "summary": None,
                 "seed_note": note, "seed_reach": reach, "seed": costs(seed, config["target"])}
 
-    from nas.runner import SearchConfig, run_search
+    from nas.runner import run_search
 
-    s = dict(config["search"])
-    target_ms, why = search_target_ms(config)
-    proxy = s.pop("proxy")
-    s.pop("target_ms")
-    s.pop("netadapt_share")
-    search = SearchConfig(**s, target=config["target"], target_ms=target_ms, data=config["data"],
-                          out=str(out / "search"), seed=config["random_seed"], resume=resume, progress=progress,
-                          proxy_overrides=dict(proxy))
+    search, why = search_config(config, out, resume, progress)
+    check_search_signal(search, out / "search")
     summary = run_search(search)
     if not summary.get("best_reward"):
         raise PipelineError(f"search: no child finished successfully; see {out / 'search' / 'trials.csv'}")
     seed, note, reach = choose_seed(out / "search", search.space, lambda spec: netadapt_reach(spec, config))
     seed.to_yaml(out / "seed.yaml", header=f"NetAdapt's seed: {note}")
-    return {"target_ms": target_ms, "target_ms_reason": why, "summary": finite(summary), "seed_note": note,
+    return {"target_ms": search.target_ms, "target_ms_reason": why, "signal": search.signal_kind,
+            "supernet_epochs": search.supernet_epochs, "summary": finite(summary), "seed_note": note,
             "seed_reach": reach, "seed": costs(seed, config["target"])}
+
+
+def search_config(config: PipelineConfig, out: Path, resume: bool = False, progress: bool = False):
+    """The :class:`nas.runner.SearchConfig` of the search stage, and the reason for its target:
+    the ``search`` section (``signal`` is SearchConfig's ``signal_kind``) with the run's target,
+    data, random seed and ``OUT/search``."""
+    from nas.runner import SearchConfig
+
+    s = dict(config["search"])
+    target_ms, why = search_target_ms(config)
+    proxy, signal_kind = s.pop("proxy"), s.pop("signal")
+    for key in ("target_ms", "netadapt_share"):
+        s.pop(key)
+    search = SearchConfig(**s, signal_kind=signal_kind, target=config["target"], target_ms=target_ms,
+                          data=config["data"], out=str(out / "search"), seed=config["random_seed"], resume=resume,
+                          progress=progress, proxy_overrides=dict(proxy))
+    return search, why
+
+
+def check_search_signal(search, folder: Path) -> None:
+    """A resumed search started with another ``search.signal`` or ``search.supernet_epochs`` is
+    refused in the pipeline's words (``OUT/search/config.json``, written when the search starts)."""
+    saved = folder / "config.json"
+    if not search.resume or not saved.is_file():
+        return
+    from jobs.jsonio import JSONShapeError, read_json
+
+    try:
+        previous = read_json(saved, what="search config")
+    except JSONShapeError:
+        return  # the search itself names the damaged file
+    for key, name in (("signal_kind", "signal"), ("supernet_epochs", "supernet_epochs")):
+        was, now = previous.get(key, "scratch" if key == "signal_kind" else None), getattr(search, key)
+        if was != now:
+            raise PipelineError(f"resume: search.{name} was {was!r} when the search in {folder} started, now {now!r}; "
+                                "resume with the same settings or choose another out")
 
 
 def choose_seed(search_dir: Path, space_name: str, reach: Callable[[ArchSpec], dict] | None = None
@@ -360,7 +419,8 @@ def run_pipeline(config: PipelineConfig, out: str | Path | None = None, *, resum
                 log(f"[{name}] done before, skipped")
                 continue
             start = time.monotonic()
-            log(f"[{name}] ...")
+            log(f"[{name}] ..." + (f" (search.signal: {config['search']['signal']})"
+                                   if name == "search" and config["seed"] == "search" else ""))
             result = stages[name]()
             result["wall_s"] = round(time.monotonic() - start, 1)
             state.finish(name, result)
