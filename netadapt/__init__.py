@@ -4,7 +4,8 @@
 ``run_netadapt(NetAdaptConfig(spec=..., budget_ratio=0.9))``. Modules: :mod:`.proposals` (what can
 shrink, by how much), :mod:`.weights` (L2-norm weight inheritance), :mod:`.finetune` (the proxy
 training of a proposal), :mod:`.selection` (ratio or accuracy), :mod:`.config` (settings, step
-schedule), :mod:`.executor` (Ray tasks), :mod:`.algorithm` (the loop and its journal, a
+schedule), :mod:`.executor` (Ray tasks), :mod:`.supernet_signal` (``--signal supernet``: proposals scored with
+the weight-sharing supernet instead), :mod:`.algorithm` (the loop and its journal, a
 :class:`jobs.Journal`), :mod:`.report` (history.csv, the plot), :mod:`.run` (the CLI). Light to
 import: torch and Ray load on first use.
 """

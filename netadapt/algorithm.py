@@ -56,7 +56,10 @@ from .selection import (lead_and_noise, metric_per_accuracy, noise_groups, poole
 
 RESUME_KEYS = ("spec_hash", "target", "budget_ms", "budget_ratio", "step_ratio", "step_ms", "schedule", "step_decay",
                "select", "kinds", "finetune_steps", "finetune_lr", "pretrain_epochs", "data", "val_size", "proxy_resolution",
-               "proxy_overrides", "seed", "weights", "profile", "chosen_finetune_steps")
+               "proxy_overrides", "seed", "weights", "profile", "chosen_finetune_steps", "signal_kind",
+               "supernet_epochs", "space")
+# What a config.json written before a key existed meant by it
+RESUME_DEFAULTS = {"signal_kind": "scratch", "supernet_epochs": None, "space": "mobilenetv3"}
 
 
 # --------------------------------------------------------------------------- the run
@@ -71,6 +74,7 @@ class _Run:
         self.initial_ms = predict_ms(spec, self.table)
         self.budget_ms = config.budget_ms if config.budget_ms is not None else config.budget_ratio * self.initial_ms
         self.records: list[dict] = []
+        self.supernet = None  # with signal_kind supernet: the proposals' scorer (netadapt.supernet_signal)
         self.executor = ProposalExecutor(config.concurrency, config.cpus_per_proposal, config.retries, config.address,
                                          gpus_per_proposal=config.gpus_per_proposal)
 
@@ -93,7 +97,7 @@ class _Run:
             except JSONShapeError as err:
                 raise NetAdaptError(f"{err}; restore it, or start a new run in another --out") from None
             for key in RESUME_KEYS:
-                if previous.get(key) != settings.get(key):
+                if previous.get(key, RESUME_DEFAULTS.get(key)) != settings.get(key):
                     raise NetAdaptError(f"resume: {key} was {previous.get(key)!r} in {saved}, now "
                                         f"{settings.get(key)!r}; resume with the same settings")
             digest = previous.get("signal_digest")
@@ -144,11 +148,27 @@ class _Run:
         # The seed's pre-training and the long-term fine-tune run in this process with as many
         # threads as one proposal gets: more threads than free cores only spin on a busy machine.
         self.driver_threads = self.proxy.threads
+        if c.signal_kind == "supernet":
+            from .supernet_signal import prepare_scores
+
+            self.supernet = prepare_scores(c, self.spec, sig, self.data, self.log)
+
+    def evaluate(self, jobs: list[dict], parent_state: dict):
+        """``(job, result)`` of each proposal job as it finishes: fine-tuned as Ray tasks, or scored
+        with the supernet in this process (``signal_kind`` supernet)."""
+        if self.supernet is not None:
+            return self.supernet.run(jobs)
+        return self.executor.run(jobs, parent_state, self.data)
 
     def finetune_proxy(self, steps: int, seed: int):
         from .finetune import finetune_config
 
         return finetune_config(self.proxy, self.data, steps, self.config.finetune_lr, seed)
+
+    def score_proxy(self, seed: int | None = None):
+        """The settings of a supernet score: BN statistics on the batches of ``seed`` (default: the
+        run's seed, the same batches for every proposal of the run; other seeds measure the noise)."""
+        return self.proxy.replace(seed=self.config.seed if seed is None else seed)
 
     def seed_step(self) -> dict:
         """The seed record: journaled already, or made now (weights checked, or pre-training)."""
@@ -162,7 +182,13 @@ class _Run:
 
         c, start = self.config, time.perf_counter()
         with torch_threads(self.driver_threads):
-            if c.weights is not None:
+            if self.supernet is not None:
+                scored = self.supernet.score(self.spec, self.score_proxy())
+                if scored["status"] != "ok":
+                    raise NetAdaptError(f"scoring the seed with the supernet failed: {scored['reason']}")
+                state, accuracy = scored["state"], scored["accuracy_after"]
+                source = f"inherited from the supernet in {self.supernet.folder}"
+            elif c.weights is not None:
                 state = load_weights(c.weights)
                 check_fits(state, trained_spec(self.spec, self.data, self.proxy))
                 model = load_model(self.spec, state, self.data, self.proxy)
@@ -180,7 +206,9 @@ class _Run:
                     raise NetAdaptError(f"pre-training the seed diverged: {err} (e.g. --proxy lr=0.05)") from None
                 accuracy, _ = score(model, self.data, self.proxy)
                 source = "pre-trained on the proxy task"
-        save_weights(model.state_dict(), self.out / "seed.pt")
+            if self.supernet is None:
+                state = model.state_dict()
+        save_weights(state, self.out / "seed.pt")
         self.spec_file(self.spec, "iter_00.yaml", f"{self.spec.name}-netadapt-iter00",
                        f"NetAdapt seed ({source}): predicted {self.initial_ms:.3f} ms on {c.target}, "
                        f"proxy accuracy {100 * accuracy:.2f} %")
@@ -196,11 +224,12 @@ class _Run:
         from .weights import save_weights
 
         steps = self.config.finetune_steps
-        proxy = dataclasses.asdict(self.finetune_proxy(max(1, steps), self.config.seed + iteration))
+        proxy = dataclasses.asdict(self.finetune_proxy(max(1, steps), self.config.seed + iteration)
+                                   if self.supernet is None else self.score_proxy())
         by_index = {p.index: p for p in pending}
         jobs = [{"index": p.index, "spec": p.spec.to_dict(), "parent_spec": parent.to_dict(), "proxy": proxy,
                  "steps": steps} for p in pending]
-        for job, result in self.executor.run(jobs, parent_state, self.data):
+        for job, result in self.evaluate(jobs, parent_state):
             p = by_index[job["index"]]
             state, weights, metric = result.pop("state", None), None, None
             if state is not None:
@@ -214,7 +243,8 @@ class _Run:
                          "accuracy_before": result.get("accuracy_before"),
                          "accuracy_after": result.get("accuracy_after"), "metric": metric,
                          "train_loss": result.get("train_loss"), "seconds": result.get("seconds"),
-                         "cpu_seconds": result.get("cpu_seconds"), "weights": weights})
+                         "cpu_seconds": result.get("cpu_seconds"), "weights": weights,
+                         "signal": self.config.signal_kind})
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"{p.name} {p.channels}: {result['status']}")
@@ -344,10 +374,11 @@ class _Run:
                 and r["index"] == proposal.index]
         for k in range(len(done), c.noise_seeds):
             seed = c.seed + iteration + 1_000_003 * (k + 1)
-            proxy = dataclasses.asdict(self.finetune_proxy(max(1, c.finetune_steps), seed))
+            proxy = dataclasses.asdict(self.finetune_proxy(max(1, c.finetune_steps), seed) if self.supernet is None
+                                       else self.score_proxy(seed))
             job = {"index": proposal.index, "spec": proposal.spec.to_dict(), "parent_spec": parent.to_dict(),
                    "proxy": proxy, "steps": c.finetune_steps}
-            for _, result in self.executor.run([job], parent_state, self.data):
+            for _, result in self.evaluate([job], parent_state):
                 result.pop("state", None)
                 metric = (selection_metric(result["accuracy_after"], parent_accuracy, proposal.cut_ms, c.select)
                           if result["status"] == "ok" else None)
@@ -393,7 +424,8 @@ class _Run:
                               f"NetAdapt iteration {iteration} of {self.out.name}: {proposal.name} "
                               f"{proposal.channels}, predicted {proposal.latency_ms:.3f} ms on {self.config.target} "
                               f"(budget {self.budget_ms:.3f} ms), proxy accuracy {100 * best['accuracy_after']:.2f} % "
-                              f"after {self.config.finetune_steps} fine-tune steps"
+                              + (f"after {self.config.finetune_steps} fine-tune steps" if self.supernet is None
+                                 else "with the supernet's weights (BN recalibrated)")
                               + (f" (+ {self.config.chosen_finetune_steps} for the chosen one)"
                                  if self.config.chosen_finetune_steps else ""))
         accuracy, recovery = best["accuracy_after"], {}
@@ -483,6 +515,10 @@ def netadapt_plan(config: NetAdaptConfig) -> dict:
 
     config.check()
     spec = _resolve(config.spec)
+    if config.signal_kind == "supernet":
+        from .supernet_signal import seed_slots
+
+        seed_slots(config, spec)
     try:  # the table as it is: a dry run profiles nothing
         initial_ms = predict_ms(spec, resolve_table(config.target))
     except (MissingOpsError, FileNotFoundError) as err:
@@ -516,7 +552,11 @@ def plan_words(plan: dict) -> str:
     return "\n".join([
         f"latency budget: {ms(plan['budget_ms'])} on {plan['target']}, {plan['budget_ms_source']}",
         f"spec: {plan['spec']}, {ms(plan['initial_latency_ms'])} now; step {step} ({c['schedule']}), "
-        f"select by {c['select']}, {c['finetune_steps']} fine-tune steps per proposal",
+        f"select by {c['select']}, " + (f"{c['finetune_steps']} fine-tune steps per proposal"
+                                        if c.get("signal_kind", "scratch") == "scratch" else
+                                        f"proposals scored with the supernet of space {c.get('space')!r} (trained "
+                                        "first, or reused from runs/supernet/; inherited channel slices, BN "
+                                        "recalibrated)"),
         f"accuracy signal: {signal_words(plan['signal'])}",
         f"output: {c['out']}{' (resumed)' if c['resume'] else ''}",
         "dry run: nothing was trained or written (--json prints this as JSON)"])
@@ -540,6 +580,10 @@ def _run_netadapt(config: NetAdaptConfig, log: Callable[[str], None] | None) -> 
     if log is None:
         log = _default_log(config.progress)
     spec = _resolve(config.spec)
+    if config.signal_kind == "supernet":
+        from .supernet_signal import seed_slots
+
+        seed_slots(config, spec)  # a seed the supernet cannot run: one line naming the layer, before any work
     run = _Run(config, spec, log)
     run.prepare()
 

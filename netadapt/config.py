@@ -16,6 +16,7 @@ from .proposals import KINDS
 from .selection import SELECTIONS
 
 SCHEDULES = ("constant", "decay")
+SIGNALS = ("scratch", "supernet")  # what scores a proposal: a short fine-tune, or the supernet
 STATUSES = ("done", "within_budget", "unreachable", "stopped")
 # The proxy settings NetAdapt uses unless told otherwise (``proxy_overrides`` replace them): the
 # signal's own, with BN statistics measured on 32 batches (2,048 images) before every score instead
@@ -81,6 +82,11 @@ class NetAdaptConfig:
     noise_seeds: int = 1  # extra fine-tunes of each iteration's chosen proposal with other seeds (0: none)
     retries: int = 1
     progress: bool = True
+    # What scores a proposal: "scratch" (its inherited weights fine-tuned finetune_steps steps) or
+    # "supernet" (the supernet's channel slices at its widths, BN recalibrated: netadapt.supernet_signal)
+    signal_kind: str = "scratch"
+    supernet_epochs: float | None = None  # None: proxytask.supernet's main-job setting
+    space: str = "mobilenetv3"  # the search space whose supernet scores proposals (signal_kind supernet)
 
     def check(self) -> None:
         from jobs.safe_io import echo
@@ -141,6 +147,25 @@ class NetAdaptConfig:
             raise bad("max_iterations", "must be None or >= 1")
         if not 0 <= self.noise_seeds <= MAX_NOISE_SEEDS:
             raise bad("noise_seeds", f"must be from 0 (no noise measurement) to {MAX_NOISE_SEEDS}")
+        self._check_signal(bad)
+
+    def _check_signal(self, bad) -> None:
+        if self.signal_kind not in SIGNALS:
+            raise bad("signal_kind", f"is not one of {', '.join(SIGNALS)}")
+        epochs = self.supernet_epochs
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, float))
+                                   or not 0 < epochs <= MAX_EPOCHS):
+            raise bad("supernet_epochs", f"must be None (the main job's setting) or a number in (0, {MAX_EPOCHS}]")
+        if not isinstance(self.space, str) or not self.space:
+            raise bad("space", "must be a search space name or YAML file")
+        if self.signal_kind != "supernet":
+            return
+        if self.weights is not None:
+            raise bad("weights", "is not used with signal_kind supernet (--signal supernet): the seed's weights "
+                                 "are the supernet's; drop --weights, or use --signal scratch")
+        if self.chosen_finetune_steps:
+            raise bad("chosen_finetune_steps", "must be 0 with signal_kind supernet (--signal supernet): every "
+                                               "score, the parent's included, comes from the supernet's weights")
 
     @property
     def data_name(self) -> str:

@@ -3,7 +3,9 @@
 Shrinks SPEC layer by layer until its predicted latency on the target is within the budget:
 each iteration proposes cutting one block's expansion or one residual group's bottleneck by the
 step target, fine-tunes every proposal briefly on the proxy task (as Ray tasks), keeps the best,
-then fine-tunes the final spec longer. Writes runs/NAME/: history.csv, iter_KK.yaml (+ .pt),
+then fine-tunes the final spec longer. ``--signal supernet`` scores proposals with the
+weight-sharing supernet of ``--space`` instead (inherited channel slices, BN recalibrated; no
+fine-tune, no Ray). Writes runs/NAME/: history.csv, iter_KK.yaml (+ .pt),
 final.yaml, final.pt, trajectory.png, summary.json, journal.jsonl (what --resume reads).
 Exit status: 0 done (or nothing to do), 1 budget unreachable or stopped early, 2 bad input.
 """
@@ -21,12 +23,12 @@ from jobs.jsonio import dumps
 from jobs.lock import RunLocked
 from jobs.signals import run_stoppable
 from latency import MissingOpsError, TargetError
-from proxytask import PROFILE_NAMES, SOURCE_KINDS
+from proxytask import MAX_EPOCHS, PROFILE_NAMES, SOURCE_KINDS
 from search_spaces import SpecError
 
 from .algorithm import netadapt_plan, plan_words, run_netadapt
-from .config import (DEFAULT_PROXY, MAX_PRETRAIN_EPOCHS, MAX_PROXY_RESOLUTION, NetAdaptConfig, NetAdaptError,
-                     netadapt_signal)
+from .config import (DEFAULT_PROXY, MAX_PRETRAIN_EPOCHS, MAX_PROXY_RESOLUTION, SIGNALS, NetAdaptConfig,
+                     NetAdaptError, netadapt_signal)
 from .proposals import KINDS
 from .weights import WeightsMismatch
 
@@ -87,6 +89,15 @@ def _signal_flags(p: ArgumentParser, d: NetAdaptConfig) -> None:
                    help="accuracy-signal profile (proxytask.profiles; default: gpu with --gpus-per-proposal > 0, else cpu)")
     p.add_argument("--proxy", action="append", default=[], metavar="KEY=VALUE",
                    help="override a proxy-training setting (proxytask.train.ProxyConfig), e.g. --proxy batch_size=32")
+    p.add_argument("--signal", choices=list(SIGNALS), default=d.signal_kind,
+                   help="what scores a proposal: scratch (its inherited weights fine-tuned --finetune-steps steps) "
+                        "or supernet (the supernet's channel slices at its widths, BN recalibrated; the supernet "
+                        "of --space is trained first, or reused from runs/supernet/ as nas.search does)")
+    p.add_argument("--supernet-epochs", type=number("a number of epochs", above=0, maximum=MAX_EPOCHS),
+                   help="with --signal supernet: epochs of supernet training (default: proxytask.supernet's "
+                        "main-job setting)")
+    p.add_argument("--space", default=d.space,
+                   help="with --signal supernet: the search space (name or YAML file) whose supernet scores proposals")
 
 
 def _run_flags(p: ArgumentParser, d: NetAdaptConfig) -> None:
@@ -153,7 +164,8 @@ def config_from_args(a, parser: ArgumentParser) -> NetAdaptConfig:
         proxy_resolution=a.proxy_resolution, profile=a.profile, proxy_overrides=overrides, out=a.out, resume=a.resume, seed=a.seed,
         concurrency=a.concurrency, cpus_per_proposal=a.cpus_per_proposal,
         gpus_per_proposal=a.gpus_per_proposal, address=a.address,
-        max_iterations=a.max_iterations, noise_seeds=a.noise_seeds, chosen_finetune_steps=a.chosen_finetune_steps, progress=not a.no_progress)
+        max_iterations=a.max_iterations, noise_seeds=a.noise_seeds, chosen_finetune_steps=a.chosen_finetune_steps, progress=not a.no_progress,
+        signal_kind=a.signal, supernet_epochs=a.supernet_epochs, space=a.space)
     try:
         config.check()
     except NetAdaptError as err:
@@ -168,12 +180,27 @@ def config_from_args(a, parser: ArgumentParser) -> NetAdaptConfig:
     checks = (("SPEC", lambda: resolve_spec(a.spec)), ("--target", lambda: load_target(a.target)),
               ("--weights", lambda: a.weights is not None and load_state_dict(a.weights, what="file")))
     check_loads(checks)
+    if a.signal == "supernet":
+        _check_supernet(config, a.spec)
     check_data_and_out(a.data, a.out, SOURCE_KINDS)
     from proxytask.sources import data_problem  # lists a folder source's layout; decodes nothing
 
     if (problem := data_problem(a.data)) is not None:
         fail("--data", problem)
     return config
+
+
+def _check_supernet(config: NetAdaptConfig, spec: str) -> None:
+    """Exit with one line unless the supernet of --space can run SPEC (every proposal then fits)."""
+    from search_spaces.spec import resolve_spec
+
+    from .supernet_signal import seed_slots
+
+    try:
+        seed_slots(config, resolve_spec(spec))
+    except NetAdaptError as err:
+        flag = "--space" if str(err).startswith("space:") else "--signal"
+        fail(flag, str(err).split(": ", 1)[1])
 
 
 def parse_args(argv=None) -> NetAdaptConfig:

@@ -22,6 +22,9 @@ _EXPORTS = {
     "load_supernet": ("training", "load_supernet"),
     "cache_key": ("training", "cache_key"),
     "SupernetScorer": ("scoring", "SupernetScorer"),
+    "subnet_at_widths": ("widths", "subnet_at_widths"),
+    "extract_at_widths": ("widths", "extract_at_widths"),
+    "trained_supernet": ("cache", "trained_supernet"),
 }
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

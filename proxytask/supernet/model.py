@@ -272,7 +272,7 @@ class Supernet(nn.Module):
         model = build(spec, bn_eps=self.stem_bn.eps if bn_eps is None else bn_eps, bn_momentum=bn_momentum)
         state = {}
         _copy_bn(state, "features.0.1", self.stem_bn, spec.stem.out_channels)
-        state["features.0.0.weight"] = self.stem.weight
+        state["features.0.0.weight"] = self.stem.weight[:spec.stem.out_channels]  # all of it for a sample
         for i, (block, slot, cin) in enumerate(zip(spec.blocks, subnet.slots, subnet.inputs)):
             state.update(_block_state(self.layers[slot], block, cin, f"features.{i + 1}.block"))
         n = len(spec.blocks) + 1
