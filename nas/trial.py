@@ -62,12 +62,7 @@ def supernet_result(config: dict, spec) -> dict:
 def prepare_supernet(space, sig, *, epochs: float | None, threads: int, progress: bool) -> dict:
     """Train the search's supernet, or reuse it from the cache (``runs/supernet/SPACE-KEY``; a
     killed training continues there); the trial-config entries that make children use it."""
-    from proxytask.supernet.__main__ import MAIN_JOB_EPOCHS, default_out
-    from proxytask.supernet.training import SupernetConfig, train_supernet
+    from proxytask.supernet.cache import trained_supernet
 
-    proxy = sig.proxy.replace(threads=max(1, threads))
-    config = SupernetConfig(epochs=epochs or MAIN_JOB_EPOCHS)
-    data = sig.load()
-    out = default_out(space, data, sig.data, proxy, config, sig.patch)
-    train_supernet(space, data, sig.data, proxy, config, out=out, resume=True, progress=progress, patch=sig.patch)
+    _, out = trained_supernet(space, sig, epochs=epochs, threads=threads, progress=progress)
     return {"signal_kind": "supernet", "supernet": str(out.resolve())}
