@@ -340,3 +340,9 @@ def test_search_with_the_supernet_signal_trains_it_once_and_resumes(tmp_path, mo
     config.signal_kind = "scratch"
     with pytest.raises(ValueError, match="signal_kind"):
         run_search(config)
+
+
+def test_epochs_written_as_an_integer_are_the_same_supernet(tiny):
+    data = tiny_data()
+    keys = {cache_key(key_parts(tiny, data, "random", PROXY, SupernetConfig(epochs=e))) for e in (8, 8.0)}
+    assert len(keys) == 1

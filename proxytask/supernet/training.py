@@ -63,6 +63,7 @@ class SupernetConfig:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float)) or not 0 < self.epochs <= 1000 \
                 or not math.isfinite(self.epochs):
             raise SupernetError(f"SupernetConfig.epochs: {self.epochs!r} must be a number in (0, 1000]")
+        object.__setattr__(self, "epochs", float(self.epochs))  # 8 and 8.0 are one supernet (one cache key)
         for name, low, high in (("random_subnets", 0, 64), ("checkpoint_every", 1, 10_000_000)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
