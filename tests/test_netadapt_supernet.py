@@ -66,20 +66,10 @@ def seed_spec(space):
 def randomised_supernet(space) -> Supernet:
     """A supernet with BN statistics, affine terms and kernel transforms away from their initial
     values, so that a wrong slice shows."""
+    from test_supernet import randomise
+
     torch.manual_seed(0)
-    net = Supernet(space, num_classes=4, in_channels=3)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.copy_(torch.randn(module.num_features, generator=gen))
-                module.running_var.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
-                module.weight.copy_(torch.randn(module.num_features, generator=gen))
-                module.bias.copy_(torch.randn(module.num_features, generator=gen))
-        for name, p in net.named_parameters():
-            if ".transforms." in name:
-                p.add_(0.2 * torch.randn(p.shape, generator=gen))
-    return net.eval()
+    return randomise(Supernet(space, num_classes=4, in_channels=3))
 
 
 def first_channels(full: dict, model: torch.nn.Module) -> dict:

@@ -227,6 +227,14 @@ def _statistics(scores: np.ndarray, networks, *, intervals: bool) -> dict:
     return stats
 
 
+def write_summary(out: Path, summary: dict, networks, val: np.ndarray) -> dict:
+    """``out/summary.json`` and, with at least 4 networks scored, the two plots; returns ``summary``."""
+    _atomic_json(out / "summary.json", summary)
+    if summary["n"] >= 4:
+        _plots(out, [n.label for n in networks], val, networks)
+    return summary
+
+
 def seal_test_scores(out: Path, networks, test: np.ndarray, seeds: list[int]) -> None:
     """``out/test_scores.json``: the test accuracies, read only by ``--choose`` for the chosen setting."""
     sealed = {n.label: [None if not np.isfinite(v) else float(v) for v in test[i]] for i, n in enumerate(networks)}
@@ -286,10 +294,7 @@ def run_fidelity(networks: list[Network], *, seeds: int = 3, profile: str = "cpu
                "seeds": seed_list, "failed": failed, "data_summary": proxy_data.summary(), "signal": sig.describe(),
                "wall_seconds": round(time.perf_counter() - start, 1), "cpu_count": os.cpu_count(),
                "command": "python -m experiments.proxy_fidelity " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None}
-    _atomic_json(out / "summary.json", summary)
-    if summary["n"] >= 4:
-        _plots(out, [n.label for n in networks], matrices["val"], networks)
-    return summary
+    return write_summary(out, summary, networks, matrices["val"])
 
 
 # --------------------------------------------------------------------------- choose on val, report test

@@ -112,7 +112,7 @@ def run_supernet_fidelity(networks, *, seeds: int = 3, profile: str = "cpu", dat
     from proxytask.supernet.__main__ import MAIN_JOB_EPOCHS
     from search_spaces.spaces import get_space
 
-    from .proxy_fidelity import _atomic_json, _network_rows, _plots, _statistics, _write_csv, seal_test_scores
+    from .proxy_fidelity import _network_rows, _statistics, _write_csv, seal_test_scores, write_summary
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,10 +160,7 @@ def run_supernet_fidelity(networks, *, seeds: int = 3, profile: str = "cpu", dat
                "data_summary": proxy_data.summary(), "signal": sig.describe(),
                "wall_seconds": round(time.perf_counter() - start, 1), "cpu_count": os.cpu_count(),
                "command": "python -m experiments.proxy_fidelity " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None}
-    _atomic_json(out / "summary.json", summary)
-    if summary["n"] >= 4:
-        _plots(out, [n.label for n in networks], matrices["val"], networks)
-    return summary
+    return write_summary(out, summary, networks, matrices["val"])
 
 
 __all__ = ["SPACES", "run_supernet_fidelity"]
