@@ -4,6 +4,7 @@
     python -m experiments.benchmarks.bench_supernet train   [--epochs 3] [--threads 2]
     python -m experiments.benchmarks.bench_supernet score   [--children 40] [--threads 1]
     python -m experiments.benchmarks.bench_supernet rank
+    python -m experiments.benchmarks.bench_supernet dimensions [--children 4]
 
 ``scratch`` trains ``--children`` random children of the ``mobilenetv3`` space from scratch with
 the ``cpu`` signal at ``--epochs`` (a journal: a rerun continues). ``train`` trains (or reuses)
@@ -206,10 +207,42 @@ def cmd_rank(a) -> None:
         "rows": rows})
 
 
+def cmd_dimensions(a) -> None:
+    """Which elastic dimension a trained supernet has not learnt to share: for ``--children``
+    random samples, the largest subnet with one dimension taken from the random sample (all
+    stages), and the random sample with one dimension set to the largest's; validation accuracy
+    of each (500 images, BN recalibrated)."""
+    from proxytask.supernet.scoring import SupernetScorer
+    from proxytask.supernet.training import extreme_sample
+
+    net, meta, data, sig, space, _, out = _supernet(a.threads, a.epochs)
+    scorer = SupernetScorer(net, space, data, sig.proxy.replace(threads=1), bn_batches=a.bn_batches,
+                            val_size=a.val_size, test=False)
+    largest, smallest = extreme_sample(space, True), extreme_sample(space, False)
+    names = [n for n, _ in space.choices]
+    rng = random.Random(1000 + a.seed)
+    samples = [space.random_sample(rng) for _ in range(a.children)]
+
+    def mean_accuracy(take_random: set) -> float:
+        picks = [[s[i] if names[i % len(names)] in take_random else largest[i] for i in range(len(s))]
+                 for s in samples]
+        return statistics.mean(scorer.score(space.decode(tuple(p))).accuracy for p in picks)
+
+    everything = set(names)
+    _record(f"dimensions{SOURCE['tag']}_e{a.epochs:g}", {
+        "command": COMMAND, "profile": SOURCE["profile"], "data": SOURCE["data"], "supernet": str(out),
+        "steps": meta.get("total_steps"), "children": a.children, "classes": data.num_classes,
+        "largest": scorer.score(space.decode(largest)).accuracy,
+        "smallest": scorer.score(space.decode(smallest)).accuracy,
+        "random": mean_accuracy(everything),
+        "largest_with_only_this_dimension_random": {n: mean_accuracy({n}) for n in names},
+        "random_with_this_dimension_largest": {n: mean_accuracy(everything - {n}) for n in names}})
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.benchmarks.bench_supernet")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("scratch", "train", "score", "rank", "steptime"):
+    for name in ("scratch", "train", "score", "rank", "steptime", "dimensions"):
         q = sub.add_parser(name)
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--epochs", type=float, default=3.0 if name == "scratch" else None)
@@ -230,7 +263,7 @@ def main(argv=None) -> int:
 
         a.epochs = MAIN_JOB_EPOCHS
     {"scratch": cmd_scratch, "train": cmd_train, "score": cmd_score, "rank": cmd_rank,
-     "steptime": cmd_steptime}[a.cmd](a)
+     "steptime": cmd_steptime, "dimensions": cmd_dimensions}[a.cmd](a)
     return 0
 
 
