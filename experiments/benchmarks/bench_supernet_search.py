@@ -49,15 +49,9 @@ def _setup(epochs: float, val_size: int):
 
 def _memo(folder: Path) -> dict[tuple, float]:
     """Accuracy of every network any journal of this supernet has scored."""
-    memo = {}
-    for path in folder.glob("*.jsonl"):
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-                memo[tuple(record["sample"])] = record["accuracy"]
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line: the Journal cuts it on resume
-    return memo
+    from jobs import Journal
+
+    return {tuple(r["sample"]): r["accuracy"] for path in folder.glob("*.jsonl") for r in Journal(path).read()}
 
 
 def _search(name: str, seed: int, children: int, scorer, space, target_ms: float, w: float, folder: Path,
@@ -104,11 +98,13 @@ def _search(name: str, seed: int, children: int, scorer, space, target_ms: float
 def cmd_run(a) -> None:
     import torch
 
+    from jobs import atomic_write_text
+
     torch.set_num_threads(1)
     scorer, space, target_ms, w, key = _setup(a.epochs, a.val_size)
     folder = ROOT / key
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "setting.json").write_text(json.dumps({"supernet": key, "epochs": a.epochs, "val_size": a.val_size,
+    atomic_write_text(folder / "setting.json", json.dumps({"supernet": key, "epochs": a.epochs, "val_size": a.val_size,
                                                      "profile": a.profile, "data": a.data,
                                                      "target": "pixel1", "target_ms": target_ms, "w": w}) + "\n")
     memo = _memo(folder)

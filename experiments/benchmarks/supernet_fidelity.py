@@ -99,6 +99,20 @@ def _score_seed(networks, space, sig, proxy_data, seed, journal, done, *, epochs
             "largest_loss_first_last": [meta["losses"][0][1], meta["losses"][-1][1]] if meta.get("losses") else None}
 
 
+def _matrices(networks, seed_list: list[int], done: dict) -> dict[str, np.ndarray]:
+    """(networks, seeds) arrays of the journaled scores, as the scratch setting's."""
+    shape = (len(networks), len(seed_list))
+    matrices = {k: np.full(shape, np.nan) for k in ("val", "test", "sotl_e", "seconds", "cpu_seconds")}
+    for i, n in enumerate(networks):
+        for j, seed in enumerate(seed_list):
+            r = done.get((n.label, seed))
+            if r is not None and r["status"] == "ok":
+                for key, field in (("val", "val_accuracy"), ("test", "test_accuracy"), ("seconds", "seconds"),
+                                   ("cpu_seconds", "cpu_seconds")):
+                    matrices[key][i, j] = float(r[field])
+    return matrices
+
+
 def run_supernet_fidelity(networks, *, seeds: int = 3, profile: str = "cpu", data: str = "default",
                           overrides: dict | None = None, out: str | Path, space: str = "mobilenetv3",
                           epochs: float | None = None, threads: int = 2, bn_batches: int = 4,
@@ -129,15 +143,7 @@ def run_supernet_fidelity(networks, *, seeds: int = 3, profile: str = "cpu", dat
     supernets = [_score_seed(networks, search_space, sig, proxy_data, seed, journal, done, epochs=epochs,
                              threads=threads, bn_batches=bn_batches, val_size=val_size, verbose=verbose)
                  for seed in seed_list]
-    shape = (len(networks), len(seed_list))
-    matrices = {k: np.full(shape, np.nan) for k in ("val", "test", "sotl_e", "seconds", "cpu_seconds")}
-    for i, n in enumerate(networks):
-        for j, seed in enumerate(seed_list):
-            r = done.get((n.label, seed))
-            if r is not None and r["status"] == "ok":
-                for key, field in (("val", "val_accuracy"), ("test", "test_accuracy"), ("seconds", "seconds"),
-                                   ("cpu_seconds", "cpu_seconds")):
-                    matrices[key][i, j] = float(r[field])
+    matrices = _matrices(networks, seed_list, done)
     rows = _network_rows(networks, matrices, seed_list)
     for row, network in zip(rows, networks):
         row.update(_nearest_distance(search_space, network))
